@@ -1,0 +1,44 @@
+"""Input checks: cheap shape/dtype checks inside the model, finiteness checks where data enters tools."""
+import torch
+from timm.layers import register_notrace_function
+
+__all__ = ['MIN_INPUT_SIZE', 'check_image_batch', 'check_finite']
+
+MIN_INPUT_SIZE = 32
+
+
+@register_notrace_function
+def check_image_batch(x: torch.Tensor, in_chans: int, min_size: int) -> torch.Tensor:
+    """Validate a model input and return it unchanged.
+
+    Costs a few attribute reads. A leaf for timm's fx tracer (and, in the
+    modules that call it, for ``torch.fx.wrap``) so tracing keeps the check as
+    one call instead of failing on its branches; TorchScript compiles it as is.
+    """
+    if x.dim() != 4:
+        raise ValueError(
+            f'expected an image batch of shape [B, {in_chans}, H, W], got a tensor with {x.dim()} dims '
+            f'and shape {list(x.shape)}')
+    if not x.is_floating_point():
+        raise TypeError(
+            f'expected a floating point image batch (normalised with the model\'s mean/std), got {x.dtype}')
+    if x.shape[1] != in_chans:
+        raise ValueError(f'expected {in_chans} input channels, got {x.shape[1]} (shape {list(x.shape)})')
+    if x.shape[2] < min_size or x.shape[3] < min_size:
+        raise ValueError(
+            f'expected an input of at least {min_size}x{min_size} pixels, got {x.shape[2]}x{x.shape[3]}')
+    return x
+
+
+
+def check_finite(batch: torch.Tensor, where: str) -> torch.Tensor:
+    """Raise if ``batch`` holds NaN or Inf; ``where`` names the batch (e.g. 'train batch 12').
+
+    Needs a device sync, so it runs where data enters the project's tools
+    (demo, training, evaluation), never inside a model's forward.
+    """
+    finite = torch.isfinite(batch)
+    if not bool(finite.all()):
+        bad = (~finite).flatten(1).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f'{where}: non-finite values (NaN/Inf) in sample(s) {bad[:10]} of the batch')
+    return batch

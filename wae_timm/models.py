@@ -1,0 +1,112 @@
+"""timm registry entries for the WAE model family.
+
+After ``import wae_timm``, ``timm.list_models('wae_*')`` lists these and
+``timm.create_model('wae_resnet50', num_classes=10)`` builds one. Each
+entrypoint is one line of arguments to :class:`~wae_timm.wrapper.WAEWrapper`.
+"""
+from typing import Any, Dict
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from .wrapper import WAEWrapper
+
+__all__ = ['WAE_MODEL_ARGS']
+
+# reference WAE-VGG16 heads (authors' release): fc 1024-1024 on the low pool5,
+# fc 2048-2048 on both pool5 maps, dropout 0.5 after each hidden fc
+_VGG_REFERENCE_HEADS = dict(flatten_grid=4, low_hidden=(1024, 1024), fusion_hidden=(2048, 2048), hidden_drop_rate=0.5)
+
+WAE_MODEL_ARGS: Dict[str, Dict[str, Any]] = {
+    'wae_vgg16': dict(backbone='vgg16', **_VGG_REFERENCE_HEADS),
+    'wae_resnet18': dict(backbone='resnet18'),
+    'wae_resnet34': dict(backbone='resnet34'),
+    'wae_resnet50': dict(backbone='resnet50'),
+    'wae_resnet101': dict(backbone='resnet101'),
+    'wae_convnext_tiny': dict(backbone='convnext_tiny'),
+    'wae_efficientnet_b0': dict(backbone='efficientnet_b0'),
+    'wae_mobilenetv3_large_100': dict(backbone='mobilenetv3_large_100'),
+    'wae_regnety_016': dict(backbone='regnety_016'),
+}
+
+
+def _cfg(**kwargs: Any) -> Dict[str, Any]:
+    return {
+        'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (4, 4),
+        'crop_pct': 0.875, 'interpolation': 'bilinear',
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'wae.stem.0', 'classifier': ('head_low.fc', 'head_fusion.fc'),
+        'license': 'apache-2.0', 'paper_ids': 'arXiv:1712.07493',
+        'paper_name': 'Learning a Wavelet-like Auto-Encoder to Accelerate Deep Neural Networks',
+        **kwargs,
+    }
+
+
+# pool_size: the final map at 224, whose branches see 112 (ConvNeXt's 4x4 stem floors 7/2)
+default_cfgs = generate_default_cfgs({
+    name: _cfg(pool_size=(3, 3)) if 'convnext' in name else _cfg() for name in WAE_MODEL_ARGS})
+
+
+def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    model_args = dict(WAE_MODEL_ARGS[variant], **kwargs)
+    return build_model_with_cfg(
+        WAEWrapper, variant, pretrained,
+        # the default FeatureListNet rebuilds a model from its direct children,
+        # which cannot reach inside the branches: use forward_intermediates
+        feature_cfg=dict(feature_cls='getter'),
+        **model_args,
+    )
+
+
+@register_model
+def wae_vgg16(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE-VGG16 with the reference release's fc heads (Chen et al., AAAI 2018)."""
+    return _create_wae('wae_vgg16', pretrained, **kwargs)
+
+
+@register_model
+def wae_resnet18(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around ResNet-18, pooled linear heads."""
+    return _create_wae('wae_resnet18', pretrained, **kwargs)
+
+
+@register_model
+def wae_resnet34(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around ResNet-34, pooled linear heads."""
+    return _create_wae('wae_resnet34', pretrained, **kwargs)
+
+
+@register_model
+def wae_resnet50(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE-ResNet-50 (Chen et al., AAAI 2018), pooled linear heads."""
+    return _create_wae('wae_resnet50', pretrained, **kwargs)
+
+
+@register_model
+def wae_resnet101(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around ResNet-101, pooled linear heads."""
+    return _create_wae('wae_resnet101', pretrained, **kwargs)
+
+
+@register_model
+def wae_convnext_tiny(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around ConvNeXt-T; the heads see each branch's normed pooled features."""
+    return _create_wae('wae_convnext_tiny', pretrained, **kwargs)
+
+
+@register_model
+def wae_efficientnet_b0(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around EfficientNet-B0; the high branch uses a quarter channel multiplier."""
+    return _create_wae('wae_efficientnet_b0', pretrained, **kwargs)
+
+
+@register_model
+def wae_mobilenetv3_large_100(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around MobileNetV3-Large 1.0."""
+    return _create_wae('wae_mobilenetv3_large_100', pretrained, **kwargs)
+
+
+@register_model
+def wae_regnety_016(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around RegNetY-1.6GF."""
+    return _create_wae('wae_regnety_016', pretrained, **kwargs)
