@@ -14,13 +14,17 @@ convolution followed by three 3x3 convolutions (16, 16, 3 channels). There is
 no normalisation inside the WAE (the authors confirmed it); the BatchNorms on
 ``I_L``/``I_H`` belong to the classifier and live in :class:`WAEWrapper`.
 """
-from typing import NamedTuple, Tuple
+from pathlib import Path
+from typing import NamedTuple, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss']
+__all__ = ['WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss', 'load_wae_weights', 'SHIPPED_WEIGHTS_DIR']
+
+# stage-1 WAE weights that ship inside the package, loadable by name
+SHIPPED_WEIGHTS_DIR = Path(__file__).parent / 'weights'
 
 
 class Decomposition(NamedTuple):
@@ -80,6 +84,7 @@ class WaveletLikeAutoEncoder(nn.Module):
         super().__init__()
         self.in_chans = in_chans
         self.band_chans = band_chans
+        self.high_chans = band_chans
         self.stem = nn.Sequential(
             _conv3x3(in_chans, width), nn.ReLU(inplace=True),
             _conv3x3(width, width), nn.ReLU(inplace=True),
@@ -141,3 +146,47 @@ def transform_loss(
     reconstruction_error = (image - reconstruction).pow(2).sum() / batch
     energy = high.pow(2).sum() / batch
     return reconstruction_error + energy_weight * energy
+
+
+def _resolve_weights(source: Union[str, Path]) -> Path:
+    path = Path(source)
+    if path.suffix != '.safetensors' and len(path.parts) == 1:
+        shipped = SHIPPED_WEIGHTS_DIR / f'{source}.safetensors'
+        if not shipped.is_file():
+            names = sorted(p.stem for p in SHIPPED_WEIGHTS_DIR.glob('*.safetensors'))
+            raise FileNotFoundError(f'no shipped WAE weights called {source!r}; shipped: {names}')
+        return shipped
+    if path.suffix != '.safetensors':
+        raise ValueError(f'WAE weights must be a .safetensors file (safe loading only), got {path}')
+    if not path.is_file():
+        raise FileNotFoundError(f'WAE weights file {path} does not exist')
+    return path
+
+
+def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> None:
+    """Load stage-1 weights into ``wae`` from a ``.safetensors`` file or a shipped name.
+
+    The file may hold the WAE alone or a whole model (keys under ``wae.``).
+    The encoder must be complete; decoder weights are loaded when ``wae`` has a
+    decoder (and then required), ignored otherwise.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    path = _resolve_weights(source)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f'cannot read WAE weights {path}: {err}') from err
+    if any(k.startswith('wae.') for k in state):
+        state = {k[len('wae.'):]: v for k, v in state.items() if k.startswith('wae.')}
+    if not wae.has_decoder:
+        state = {k: v for k, v in state.items() if not k.startswith('decode_')}
+    expected = wae.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    mismatched = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f'{path} is not a checkpoint of this WAE: missing {missing[:4]}, unexpected {unexpected[:4]}, '
+            f'shape mismatch {mismatched[:4]}')
+    wae.load_state_dict(state)

@@ -21,7 +21,7 @@ Heads come in two styles:
 Both heads may have hidden layers (fc-ReLU-dropout), as the reference VGG's
 1024-1024 (low) and 2048-2048 (fusion) heads do.
 """
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Final, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.fx
@@ -29,8 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .autoencoder import WaveletLikeAutoEncoder, transform_loss
+from .autoencoder import load_wae_weights, transform_loss
+from .auxiliary_loss import attach_auxiliary_loss
 from .checks import MIN_INPUT_SIZE, check_image_batch
+from .decomposition import create_decomposition
 from .width_scaling import create_trunk, create_width_scaled, prepare_trunk
 
 __all__ = ['WAEWrapper', 'WAEOutput', 'BranchClassifier']
@@ -42,9 +44,9 @@ class WAEOutput(NamedTuple):
     """Everything the paper's losses need from one training forward."""
     logits: torch.Tensor  # (s_L + s_c) / 2, [B, num_classes]
     logits_low: torch.Tensor  # s_L
-    logits_fusion: torch.Tensor  # s_c
+    logits_fusion: Optional[torch.Tensor]  # s_c; None without a fusion branch
     low: torch.Tensor  # I_L before its BatchNorm, [B, 3, h, w]
-    high: torch.Tensor  # I_H before its BatchNorm
+    high: torch.Tensor  # I_H before its BatchNorm (no channels for the 'resize' front end)
     reconstruction: Optional[torch.Tensor]  # I', [B, C, H, W]; None without a decoder
 
 
@@ -104,7 +106,19 @@ class WAEWrapper(nn.Module):
         with_decoder: keep the WAE decoder (needed for the transform loss; not for inference).
         energy_weight: lambda of the transform loss.
         backbone_kwargs: extra arguments for both branches' timm constructors.
+        decomposition: the front end, 'wae' (learned), 'wavelet' (CDF 9/7) or 'resize'
+            (see :mod:`wae_timm.decomposition`); the last two are the paper's baselines.
+        fusion: build the high branch and fusion head; without it the model is the
+            paper's "I_L only" (or, with 'resize', "I_R") baseline and logits are s_L.
+        wae_weights: a stage-1 WAE checkpoint to start from: a ``.safetensors`` path, or
+            the name of weights shipped with the package (see :func:`load_wae_weights`).
+        freeze_wae: keep the WAE fixed (the paper's stage 2).
+        aux_loss_weight: gamma of stage 3; when > 0, a training-mode ``forward`` adds the
+            gradient of ``gamma * L_t`` to whatever loss the training script computes
+            (see :mod:`wae_timm.auxiliary_loss`).
     """
+
+    fusion: Final[bool]
 
     def __init__(
             self,
@@ -123,6 +137,11 @@ class WAEWrapper(nn.Module):
             with_decoder: bool = True,
             energy_weight: float = 1.0,
             backbone_kwargs: Optional[Dict[str, Any]] = None,
+            decomposition: str = 'wae',
+            fusion: bool = True,
+            wae_weights: Optional[str] = None,
+            freeze_wae: bool = False,
+            aux_loss_weight: float = 0.,
     ) -> None:
         super().__init__()
         self.backbone_name = backbone
@@ -132,28 +151,43 @@ class WAEWrapper(nn.Module):
         self.width_divisor = width_divisor
         self.flatten_grid = flatten_grid
         self.energy_weight = energy_weight
+        self.aux_loss_weight = aux_loss_weight
+        self.fusion = fusion
+        self.last_transform_loss: Optional[torch.Tensor] = None  # for logging in training scripts
         self.global_pool = global_pool
         self.grad_checkpointing = False
         if global_pool == '' and num_classes > 0:
             raise ValueError("global_pool='' returns unpooled feature maps and needs num_classes=0, "
                              f'got num_classes={num_classes}')
 
-        self.wae = WaveletLikeAutoEncoder(in_chans=in_chans, with_decoder=with_decoder)
-        band_chans = self.wae.band_chans
-        self.low_norm = nn.BatchNorm2d(band_chans)
-        self.high_norm = nn.BatchNorm2d(band_chans)
+        self.decomposition = decomposition
+        self.wae = create_decomposition(decomposition, in_chans, with_decoder=with_decoder and aux_loss_weight >= 0)
+        if wae_weights:
+            load_wae_weights(self.wae, wae_weights)
+        if freeze_wae:
+            self.wae.requires_grad_(False)
+        if aux_loss_weight > 0 and not getattr(self.wae, 'has_decoder', False):
+            raise ValueError('aux_loss_weight > 0 needs the WAE decoder: use decomposition="wae", with_decoder=True')
+        self.low_norm = nn.BatchNorm2d(self.wae.band_chans)
+        self.high_norm = nn.BatchNorm2d(self.wae.high_chans) if fusion else nn.Identity()
 
-        branch_kwargs = dict(backbone_kwargs or {}, in_chans=band_chans)
+        branch_kwargs = dict(backbone_kwargs or {})
         if drop_path_rate is not None:
             branch_kwargs['drop_path_rate'] = drop_path_rate
         # global_pool='' only switches the wrapper's output to maps; the
         # branches keep a pooling so the heads stay valid after a reset
         branch_pool = global_pool or 'avg'
-        self.low = create_trunk(backbone, pretrained=pretrained_backbone, global_pool=branch_pool, **branch_kwargs)
-        self.high = prepare_trunk(
-            create_width_scaled(backbone, width_divisor, num_classes=0, **branch_kwargs), branch_pool)
+        self.low = create_trunk(
+            backbone, pretrained=pretrained_backbone, global_pool=branch_pool,
+            in_chans=self.wae.band_chans, **branch_kwargs)
         self.low_channels = int(self.low.num_features)
-        self.high_channels = int(self.high.num_features)
+        if fusion:
+            self.high = prepare_trunk(create_width_scaled(
+                backbone, width_divisor, num_classes=0, in_chans=self.wae.high_chans, **branch_kwargs), branch_pool)
+            self.high_channels = int(self.high.num_features)
+        else:
+            self.high = nn.Identity()
+            self.high_channels = 0
         self.num_features = self.low_channels + self.high_channels
 
         self._head_args = dict(
@@ -196,13 +230,15 @@ class WAEWrapper(nn.Module):
     @torch.jit.ignore
     def no_weight_decay(self) -> set:
         names = set()
-        for prefix, trunk in (('low.', self.low), ('high.', self.high)):
+        for prefix, trunk in zip(('low.', 'high.'), self._trunks()):
             if hasattr(trunk, 'no_weight_decay'):
                 names |= {prefix + n for n in trunk.no_weight_decay()}
         return names
 
     @torch.jit.ignore
-    def get_classifier(self) -> Tuple[nn.Module, nn.Module]:
+    def get_classifier(self) -> Union[nn.Module, Tuple[nn.Module, nn.Module]]:
+        if not self.fusion:
+            return self.head_low.fc
         return self.head_low.fc, self.head_fusion.fc
 
     def _build_heads(self, num_classes: int) -> None:
@@ -210,12 +246,17 @@ class WAEWrapper(nn.Module):
             low_in = self.low_channels * self.flatten_grid ** 2
             high_in = self.high_channels * self.flatten_grid ** 2
         else:
-            low_in, high_in = _head_input_size(self.low), _head_input_size(self.high)
+            low_in = _head_input_size(self.low)
+            high_in = _head_input_size(self.high) if self.fusion else 0
         args = self._head_args
         common = dict(hidden_drop_rate=args['hidden_drop_rate'], drop_rate=args['drop_rate'])
         self.head_low = BranchClassifier(low_in, num_classes, args['low_hidden'], **common)
-        self.head_fusion = BranchClassifier(low_in + high_in, num_classes, args['fusion_hidden'], **common)
-        self.head_hidden_size = self.head_low.num_features + self.head_fusion.num_features
+        self.head_hidden_size = self.head_low.num_features
+        if self.fusion:
+            self.head_fusion = BranchClassifier(low_in + high_in, num_classes, args['fusion_hidden'], **common)
+            self.head_hidden_size += self.head_fusion.num_features
+        else:
+            self.head_fusion = nn.Identity()
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         """New final classifiers. ``global_pool=''`` (with ``num_classes=0``) makes ``forward``
@@ -226,12 +267,18 @@ class WAEWrapper(nn.Module):
         if global_pool is not None:
             self.global_pool = global_pool
         if global_pool and self.flatten_grid == 0:
-            for trunk in (self.low, self.high):
+            for trunk in self._trunks():
                 trunk.reset_classifier(0, global_pool)
             self._build_heads(num_classes)
         else:
-            self.head_low.reset(num_classes)
-            self.head_fusion.reset(num_classes)
+            for head in self._heads():
+                head.reset(num_classes)
+
+    def _trunks(self) -> List[nn.Module]:
+        return [self.low, self.high] if self.fusion else [self.low]
+
+    def _heads(self) -> List[nn.Module]:
+        return [self.head_low, self.head_fusion] if self.fusion else [self.head_low]
 
     # ----------------------------------------------------------------- forward paths
     def forward_decomposition(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -240,27 +287,35 @@ class WAEWrapper(nn.Module):
         return self.wae.encode(x)
 
     def _forward_branches(self, low: torch.Tensor, high: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        low, high = self.low_norm(low), self.high_norm(high)
+        low = self.low_norm(low)
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            return (checkpoint(self.low.forward_features, low, use_reentrant=False),
-                    checkpoint(self.high.forward_features, high, use_reentrant=False))
-        return self.low.forward_features(low), self.high.forward_features(high)
+            f_low = checkpoint(self.low.forward_features, low, use_reentrant=False)
+        else:
+            f_low = self.low.forward_features(low)
+        if not self.fusion:
+            return f_low, f_low[:, :0]
+        high = self.high_norm(high)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return f_low, checkpoint(self.high.forward_features, high, use_reentrant=False)
+        return f_low, self.high.forward_features(high)
 
     def _head_inputs(self, f_low: torch.Tensor, f_high: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.flatten_grid > 0:
             p_low = F.adaptive_max_pool2d(f_low, self.flatten_grid).flatten(1)
-            p_high = F.adaptive_max_pool2d(f_high, self.flatten_grid).flatten(1)
         else:
             p_low = self.low.forward_head(f_low, pre_logits=True)
+        if not self.fusion:
+            return p_low, p_low
+        if self.flatten_grid > 0:
+            p_high = F.adaptive_max_pool2d(f_high, self.flatten_grid).flatten(1)
+        else:
             p_high = self.high.forward_head(f_high, pre_logits=True)
         return p_low, torch.cat([p_low, p_high], dim=1)
 
-    def _scores(self, f_low: torch.Tensor, f_high: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        low_in, fusion_in = self._head_inputs(f_low, f_high)
-        return self.head_low(low_in), self.head_fusion(fusion_in)
-
     def _classify(self, f_low: torch.Tensor, f_high: torch.Tensor, pre_logits: bool) -> torch.Tensor:
         low_in, fusion_in = self._head_inputs(f_low, f_high)
+        if not self.fusion:
+            return self.head_low.pre_logits(low_in) if pre_logits else self.head_low(low_in)
         if pre_logits:
             return torch.cat([self.head_low.pre_logits(low_in), self.head_fusion.pre_logits(fusion_in)], dim=1)
         return (self.head_low(low_in) + self.head_fusion(fusion_in)) / 2
@@ -269,11 +324,11 @@ class WAEWrapper(nn.Module):
         """``[B, C, H, W] -> [B, C_L + C_H, h', w']``: both branches' last maps, concatenated."""
         low, high = self.forward_decomposition(x)
         f_low, f_high = self._forward_branches(low, high)
-        return torch.cat([f_low, f_high], dim=1)
+        return torch.cat([f_low, f_high], dim=1) if self.fusion else f_low
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``[B, C_L + C_H, h', w'] -> [B, num_classes]``; ``[B, head_hidden_size]`` with
-        ``pre_logits`` or ``num_classes=0``: the inputs of both final fc layers, concatenated."""
+        ``pre_logits`` or ``num_classes=0``: the inputs of the final fc layers, concatenated."""
         f_low, f_high = x[:, :self.low_channels], x[:, self.low_channels:]
         return self._classify(f_low, f_high, pre_logits or self.num_classes == 0)
 
@@ -282,19 +337,34 @@ class WAEWrapper(nn.Module):
         low, high = self.forward_decomposition(x)
         f_low, f_high = self._forward_branches(low, high)
         if self.global_pool == '':
-            return torch.cat([f_low, f_high], dim=1)
-        # the branch maps go straight to the heads: no concatenated copy
-        return self._classify(f_low, f_high, self.num_classes == 0)
+            out = torch.cat([f_low, f_high], dim=1) if self.fusion else f_low
+        else:
+            # the branch maps go straight to the heads: no concatenated copy
+            out = self._classify(f_low, f_high, self.num_classes == 0)
+        if self.training and self.aux_loss_weight > 0 and not torch.jit.is_scripting():
+            out = self._attach_transform_loss(out, x, low, high)
+        return out
+
+    @torch.jit.unused
+    def _attach_transform_loss(
+            self, out: torch.Tensor, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        reconstruction = self.wae.decode(low, high, x.shape[-2], x.shape[-1])
+        loss = transform_loss(x, reconstruction, high, self.energy_weight)
+        self.last_transform_loss = loss.detach()
+        return attach_auxiliary_loss(out, loss, self.aux_loss_weight)
 
     @torch.jit.ignore
     def forward_train(self, x: torch.Tensor) -> WAEOutput:
         """One forward returning scores, decomposition and reconstruction (see :class:`WAEOutput`)."""
         low, high = self.forward_decomposition(x)
-        s_low, s_fusion = self._scores(*self._forward_branches(low, high))
+        low_in, fusion_in = self._head_inputs(*self._forward_branches(low, high))
+        s_low = self.head_low(low_in)
+        s_fusion = self.head_fusion(fusion_in) if self.fusion else None
+        logits = s_low if s_fusion is None else (s_low + s_fusion) / 2
         reconstruction = None
-        if self.wae.has_decoder:
+        if getattr(self.wae, 'has_decoder', False):
             reconstruction = self.wae.decode(low, high, x.shape[-2], x.shape[-1])
-        return WAEOutput((s_low + s_fusion) / 2, s_low, s_fusion, low, high, reconstruction)
+        return WAEOutput(logits, s_low, s_fusion, low, high, reconstruction)
 
     @torch.jit.ignore
     def transform_loss(self, x: torch.Tensor, output: WAEOutput) -> torch.Tensor:
