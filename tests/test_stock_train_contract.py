@@ -26,14 +26,7 @@ from wae_timm.training import save_wae
 
 NUM_CLASSES = 10
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures('single_threaded_torch')
 
 
 def build_like_train_py(command_line: str, checkpoint_path: str = '') -> nn.Module:

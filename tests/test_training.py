@@ -15,14 +15,7 @@ from wae_timm.training import (
     Checkpointer, FashionMNIST, ResumableSampler, evaluate, fit, paper_loss, save_wae, train_autoencoder,
     train_one_epoch)
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures('single_threaded_torch')
 
 
 @pytest.fixture(scope='module')

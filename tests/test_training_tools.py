@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from PIL import Image
 import timm
 import torch
 import torch.multiprocessing as mp
@@ -13,19 +14,13 @@ from safetensors.torch import load_file, save_file
 
 import wae_timm  # noqa: F401
 from wae_timm.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
+from wae_timm.data import find_photographs
 from wae_timm.training import read_train_state
 from wae_timm.training.classifier import ClassifierTrainConfig, train_classifier
 
 TOOLS = Path(__file__).resolve().parent.parent / 'tools'
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures('single_threaded_torch')
 
 
 def _load_tool(name: str):
@@ -107,6 +102,22 @@ def test_trainer_distills_from_a_local_teacher(tmp_path):
     assert float(row['train_kd']) > 0
     assert float(row['train_loss']) == pytest.approx(0.5 * float(row['train_task_loss']) + 0.5 * float(row['train_kd']),
                                                      rel=1e-4)
+
+
+def test_trainer_on_an_image_folder(tmp_path):
+    """An ImageNet-style tree (train/ and validation/ with class folders) of real photographs."""
+    for index, path in enumerate(find_photographs()):
+        split = 'validation' if index % 3 == 0 else 'train'
+        folder = tmp_path / 'data' / split / ('meadows' if index % 2 else 'closeups')
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.open(path)
+        image.draft('RGB', (image.width // 8, image.height // 8))
+        image.convert('RGB').resize((60, 40)).save(folder / path.name)
+    run = train_classifier(_tiny_config(tmp_path / 'run', dataset='', data_dir=str(tmp_path / 'data'), img_size=32,
+                                        epochs=1, batch_size=4, train_samples=None, val_samples=None))
+    assert run['model'].num_classes == 2
+    row = _summary(tmp_path / 'run')[0]
+    assert int(row['train_steps']) == 2 and int(row['eval_count']) == 4
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, output: str) -> None:

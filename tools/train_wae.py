@@ -8,6 +8,7 @@ purpose: L_t sums squared errors over every pixel (see wae_timm/training/autoenc
     python tools/train_wae.py /data/imagenet --split train --output wae_imagenet.safetensors
     python tools/train_wae.py --photographs --epoch-repeats 50 --output wae_photos.safetensors
     python tools/train_wae.py --photographs --output wae_photos.safetensors --resume   # after a kill
+    python tools/train_wae.py --dataset fashion_mnist -b 64 --epochs 2 --output wae_fmnist.safetensors
     torchrun --nproc_per_node 8 tools/train_wae.py /data/imagenet --output wae_imagenet.safetensors
 
 A resumable checkpoint is kept in --checkpoint-dir (default: <output>.run/), saved every
@@ -22,9 +23,10 @@ from timm.utils import update_summary
 
 from wae_timm.autoencoder import WaveletLikeAutoEncoder
 from wae_timm.data import PHOTOGRAPH_DIRS, find_photographs
+from wae_timm.training.classifier import FASHION_MNIST
 from wae_timm.training import (
-    check_fresh_output, cleanup_distributed, create_image_dataset, create_train_loader, init_distributed,
-    paper_crop_transform, read_train_state, save_wae, train_autoencoder, wrap_ddp)
+    SUMMARY_CSV, FashionMNIST, check_fresh_output, cleanup_distributed, create_image_dataset, create_train_loader,
+    init_distributed, paper_crop_transform, read_train_state, save_wae, train_autoencoder, wrap_ddp)
 
 _logger = logging.getLogger('train_wae')
 
@@ -35,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument('data_dir', nargs='*', help='image folder(s): class sub-folders, or plain folders of images')
     data.add_argument('--photographs', action='store_true',
                       help=f'also use the Debian wallpaper photographs ({", ".join(map(str, PHOTOGRAPH_DIRS))})')
-    data.add_argument('--dataset', default='', help="timm dataset type ('' = image folder or tar)")
+    data.add_argument('--dataset', default='',
+                      help="timm dataset type ('' = image folder or tar), or 'fashion_mnist' (whole 32x32 images)")
     data.add_argument('--split', default='train', help='split sub-folder to use when a folder has one')
     data.add_argument('--epoch-repeats', type=int, default=1, help='list each image this many times per epoch')
     data.add_argument('--img-size', type=int, default=224, help='crop size (paper: 224)')
@@ -65,8 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     out.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     out.add_argument('--no-progress', action='store_true')
     args = parser.parse_args(argv)
-    if not args.data_dir and not args.photographs:
-        parser.error('give at least one image folder, or --photographs')
+    if not args.data_dir and not args.photographs and args.dataset != FASHION_MNIST:
+        parser.error('give at least one image folder, --photographs, or --dataset fashion_mnist')
     if not args.output.endswith('.safetensors'):
         parser.error(f'--output must be a .safetensors file, got {args.output}')
     return args
@@ -77,23 +80,27 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     output = Path(args.output)
     checkpoint_dir = Path(args.checkpoint_dir or f'{output}.run')
-    check_fresh_output(checkpoint_dir, args.resume, args.overwrite, final_output=output)
-
     context = init_distributed(args.device)
+    check_fresh_output(checkpoint_dir, args.resume, args.overwrite, final_output=output, clear=context.is_primary)
     torch.manual_seed(args.seed)
-    roots = list(args.data_dir)
-    if args.photographs:
-        roots += sorted({str(p.parent) for p in find_photographs()})
-    transform = paper_crop_transform(args.img_size, args.resize, not args.no_hflip, args.mean, args.std)
-    dataset = create_image_dataset(roots, transform, dataset=args.dataset, split=args.split,
-                                   repeats=args.epoch_repeats)
+    if args.dataset == FASHION_MNIST:
+        # native resolution, the classifiers' own normalisation: no crops, no resizing
+        roots = [FASHION_MNIST]
+        dataset = FashionMNIST('train', hflip=not args.no_hflip)
+    else:
+        roots = list(args.data_dir)
+        if args.photographs:
+            roots += sorted({str(p.parent) for p in find_photographs()})
+        transform = paper_crop_transform(args.img_size, args.resize, not args.no_hflip, args.mean, args.std)
+        dataset = create_image_dataset(roots, transform, dataset=args.dataset, split=args.split,
+                                       repeats=args.epoch_repeats)
     loader = create_train_loader(dataset, args.batch_size, seed=args.seed, workers=args.workers)
     if context.is_primary:
         _logger.info('%d images per epoch from %s; %d steps per epoch on %d process(es)',
                      len(dataset), roots, len(loader), context.world_size)
 
     wae = WaveletLikeAutoEncoder(in_chans=3).to(context.device)
-    summary = checkpoint_dir / 'summary.csv'
+    summary = checkpoint_dir / SUMMARY_CSV
 
     def log_epoch(epoch: int, metrics: dict) -> None:
         if context.is_primary:

@@ -5,10 +5,13 @@
 - :mod:`.fit`: the epoch loop with checkpoints and resume;
 - :mod:`.checkpoint`: atomic checkpoints; :mod:`.sampler`: mid-epoch resumable order;
 - :mod:`.autoencoder_stage`: stage 1 (``train_autoencoder``, ``save_wae``);
+- :mod:`.classifier`: stages 2 and 3 with the paper's loss (``train_classifier``, behind ``tools/train.py``);
+- :mod:`.distillation`: knowledge distillation from a full-resolution teacher;
+- :mod:`.distributed`: torchrun/DDP; :mod:`.image_data`: image folders and loaders;
 - :mod:`.fashion_mnist`: Fashion-MNIST as 3-channel 32x32 model inputs.
 """
 from .autoencoder_stage import create_autoencoder_optimizer, save_wae, train_autoencoder
-from .checkpoint import Checkpointer, TrainState, atomic_write, check_fresh_output, read_train_state
+from .checkpoint import SUMMARY_CSV, Checkpointer, TrainState, atomic_write, check_fresh_output, read_train_state
 from .fit import fit
 from .loop import evaluate, train_one_epoch
 from .losses import TrainingForward, autoencoder_loss, model_scores, paper_loss, paper_loss_from_output, unwrap

@@ -16,9 +16,10 @@ import torch.nn as nn
 
 from .losses import unwrap
 
-__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'read_train_state', 'LAST_CHECKPOINT']
+__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
 
 LAST_CHECKPOINT = 'last.pth.tar'
+SUMMARY_CSV = 'summary.csv'  # one row per epoch (timm's update_summary)
 
 
 @dataclass
@@ -109,19 +110,25 @@ class Checkpointer:
 
 
 def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: bool,
-                       final_output: Optional[Union[str, Path]] = None) -> None:
+                       final_output: Optional[Union[str, Path]] = None, clear: bool = False) -> None:
     """Refuse to start a run over another one's results.
 
     Raises unless ``directory`` holds no checkpoint (and ``final_output``, the
     file a finished run writes, does not exist), or the user asked to
-    ``resume`` that run or to ``overwrite`` it.
+    ``resume`` that run or to ``overwrite`` it. With ``overwrite`` and
+    ``clear`` (the primary process), the old run's checkpoint and
+    ``summary.csv`` are removed so that nothing of it mixes into the new one.
     """
-    checkpoint = Path(directory) / LAST_CHECKPOINT
+    directory = Path(directory)
+    checkpoint = directory / LAST_CHECKPOINT
     if resume:
         if not checkpoint.is_file():
             raise FileNotFoundError(f'--resume: no checkpoint at {checkpoint}')
         return
     if overwrite:
+        if clear:
+            for stale in (checkpoint, directory / SUMMARY_CSV):
+                stale.unlink(missing_ok=True)
         return
     if checkpoint.is_file():
         raise FileExistsError(f'{checkpoint} exists (a run was started there): pass --resume to continue it '

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from .checkpoint import Checkpointer, atomic_write, check_fresh_output, read_train_state
+from .checkpoint import SUMMARY_CSV, Checkpointer, atomic_write, check_fresh_output, read_train_state
 from .distillation import create_teacher, distillation_loss_fn
 from .distributed import DistributedContext, init_distributed, wrap_ddp
 from .fashion_mnist import FashionMNIST
@@ -179,8 +179,8 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
 
     output = Path(cfg.output)
     final = output / 'model.safetensors'
-    check_fresh_output(output, cfg.resume, cfg.overwrite, final_output=final)
     context = context or init_distributed(cfg.device)
+    check_fresh_output(output, cfg.resume, cfg.overwrite, final_output=final, clear=context.is_primary)
     random_seed(cfg.seed, context.rank)
 
     train_set, eval_set = _create_datasets(cfg)
@@ -189,9 +189,13 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
     else:
         num_classes = cfg.num_classes or len(train_set.reader.class_to_idx)
     model = _create_model(cfg, num_classes, in_chans=3)
-    if cfg.dataset != FASHION_MNIST:
+    if cfg.dataset == FASHION_MNIST:
+        input_mean, input_std = (train_set.mean,) * 3, (train_set.std,) * 3
+    else:
         overrides = {'img_size': cfg.img_size} if cfg.img_size else {}
-        _set_transforms(cfg, train_set, eval_set, resolve_data_config(overrides, model=model))
+        data_config = resolve_data_config(overrides, model=model)
+        _set_transforms(cfg, train_set, eval_set, data_config)
+        input_mean, input_std = data_config['mean'], data_config['std']
     train_set, eval_set = _subset(train_set, cfg.train_samples), _subset(eval_set, cfg.val_samples)
 
     gamma = float(getattr(model, 'aux_loss_weight', 0.)) if cfg.aux_loss_weight is None else cfg.aux_loss_weight
@@ -217,9 +221,8 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
         criterion = LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
     if cfg.kd_model_name:
         teacher = create_teacher(cfg.kd_model_name, model, cfg.kd_pretrained_path, context.device)
-        mean = model.pretrained_cfg.get('mean', (0.485, 0.456, 0.406))
-        std = model.pretrained_cfg.get('std', (0.229, 0.224, 0.225))
-        loss_fn = distillation_loss_fn(teacher, mean, std, cfg.kd_temperature, cfg.task_loss_weight,
+        # the teacher sees the images re-normalised from what this run feeds the student
+        loss_fn = distillation_loss_fn(teacher, input_mean, input_std, cfg.kd_temperature, cfg.task_loss_weight,
                                        cfg.distill_loss_weight, gamma, criterion)
     else:
         def loss_fn(m, x, y):
@@ -233,7 +236,7 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
             loss_scaler = torch.amp.GradScaler('cuda')  # exact here: L_t is part of the scaled loss
 
     checkpointer = Checkpointer(output, model, optimizer, scheduler, cfg.checkpoint_interval, _plain_config(cfg))
-    summary = output / 'summary.csv'
+    summary = output / SUMMARY_CSV
     if context.is_primary:
         output.mkdir(parents=True, exist_ok=True)
         (output / 'config.json').write_text(json.dumps(_plain_config(cfg), indent=2))
