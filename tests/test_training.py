@@ -12,7 +12,7 @@ import wae_timm  # noqa: F401  (registers the models)
 from wae_timm.autoencoder import WaveletLikeAutoEncoder, load_wae_weights, transform_loss
 from wae_timm.data import find_photographs
 from wae_timm.training import (
-    Checkpointer, FashionMNIST, ResumableSampler, evaluate, fit, paper_loss, save_wae, train_autoencoder,
+    FashionMNIST, ResumableSampler, atomic_write, evaluate, paper_loss, save_wae, train_autoencoder,
     train_one_epoch)
 
 pytestmark = pytest.mark.usefixtures('single_threaded_torch')
@@ -151,3 +151,18 @@ def test_resume_continues_from_the_saved_step(photo_crops, tmp_path):
     assert history[-1]['lr'] == pytest.approx(1e-7)  # the schedule resumed too
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / 'last.pth.tar'
+    atomic_write(target, lambda tmp: torch.save({'step': 1}, tmp))
+
+    def killed_half_way(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(b'partial')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, killed_half_way)
+    assert torch.load(target, weights_only=True) == {'step': 1}
+    assert [p.name for p in tmp_path.iterdir()] == ['last.pth.tar']

@@ -61,6 +61,16 @@ def test_train_wae_cli_saves_resumes_and_refuses_to_overwrite(tmp_path):
         train_wae.main(argv)
 
 
+def test_train_cli_maps_timm_flags_to_the_config():
+    cfg = _load_tool('train').parse_args(
+        ['/data/imagenet', '--model', 'wae_resnet50', '--stage', '2', '--model-kwargs',
+         'wae_weights=w.safetensors', 'low_hidden=(1024,)', '-b', '32', '--lr', '0.1', '--weight-decay', '5e-4',
+         '--sched', 'plateau', '--kd-model-name', 'resnet50', '--output', 'runs/x', '--resume', '--no-progress'])
+    assert cfg.data_dir == '/data/imagenet' and cfg.stage == 2 and cfg.batch_size == 32 and cfg.lr == 0.1
+    assert cfg.model_kwargs == {'wae_weights': 'w.safetensors', 'low_hidden': (1024,)}
+    assert cfg.resume and not cfg.progress and cfg.kd_model_name == 'resnet50' and cfg.smoothing == 0
+
+
 def test_trainer_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     reference = train_classifier(_tiny_config(tmp_path / 'reference', stage=3))
     assert [int(row['epoch']) for row in _summary(tmp_path / 'reference')] == [0, 1]

@@ -6,9 +6,8 @@ use :class:`ResumableSampler`, so a resumed run sees the same batches the
 interrupted one would have.
 """
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Union
 
-import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import transforms
 
