@@ -72,6 +72,11 @@ def test_script_and_fx_trace_on_odd_sizes():
             torch.testing.assert_close(got, expected)
 
 
+def test_torch_compile_has_no_graph_break():
+    explanation = torch._dynamo.explain(WaveletDecomposition())(torch.randn(1, 3, 33, 32))
+    assert explanation.graph_break_count == 0
+
+
 def test_reconstruction_rejects_mismatched_bands():
     low, high = WaveletDecomposition()(torch.randn(1, 3, 32, 32))
     with pytest.raises(ValueError, match=r'\[B, 3C, h, w\]'):

@@ -78,13 +78,16 @@ class FlopCount:
     by_module: Dict[str, int]
     by_operator: Dict[str, int] = field(default_factory=dict)
     unsupported_ops: Dict[str, int] = field(default_factory=dict)
+    by_module_and_operator: Dict[str, Dict[str, int]] = field(default_factory=dict)
 
     def component(self, module_names: Sequence[str]) -> int:
         return sum(self.by_module.get(name, 0) for name in module_names)
 
-    def operators(self, names: Sequence[str]) -> int:
-        """FLOPs of the given operators (fvcore's short names: 'conv', 'linear', 'max_pool2d', ...)."""
-        return sum(self.by_operator.get(name, 0) for name in names)
+    def operators(self, names: Sequence[str], module: str = '') -> int:
+        """FLOPs of the given operators (fvcore's short names: 'conv', 'linear', 'max_pool2d', ...)
+        inside ``module`` (the whole model by default)."""
+        counts = self.by_module_and_operator.get(module, {}) if module else self.by_operator
+        return sum(counts.get(name, 0) for name in names)
 
 
 def _analyse(module: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> FlopCount:
@@ -92,7 +95,9 @@ def _analyse(module: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> FlopCount:
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     with torch.no_grad():
         total = analysis.total()
-    return FlopCount(total, dict(analysis.by_module()), dict(analysis.by_operator()), dict(analysis.unsupported_ops()))
+    return FlopCount(
+        total, dict(analysis.by_module()), dict(analysis.by_operator()), dict(analysis.unsupported_ops()),
+        {name: dict(ops) for name, ops in analysis.by_module_and_operator().items()})
 
 
 def _example_input(model: nn.Module, input_size: Sequence[int]) -> torch.Tensor:
@@ -134,7 +139,8 @@ def count_decoder_flops(model: nn.Module, input_size: Sequence[int] = (3, 224, 2
     x = _example_input(model, input_size)
     with torch.no_grad():
         low, high = wae.encode(x)
-    return _analyse(_DecoderPass(wae, x.shape[-2], x.shape[-1]).eval(), (low, high)).total
+    # no .eval(): it would switch the caller's WAE too, and the WAE has no layer that depends on the mode
+    return _analyse(_DecoderPass(wae, x.shape[-2], x.shape[-1]), (low, high)).total
 
 
 def wae_components(count: FlopCount) -> Dict[str, int]:
@@ -277,6 +283,7 @@ def _backbone_features(backbone: str) -> int:
 
 def _paper_notes(measured: Dict[Tuple[str, int], _Measurement], backbone_totals: Dict[str, int]) -> List[str]:
     g = lambda flops: f'{flops / _G:.3f} G'  # noqa: E731
+    off = lambda flops, paper: f'{abs(flops / _G - paper) / paper:.1%}'  # noqa: E731
     notes = [
         'fvcore counts one multiply-add as one FLOP (conv bias not counted), as the paper does; batch 1. '
         'Ops fvcore skips are counted by handles registered in wae_timm/flops.py: elementwise ops and '
@@ -285,41 +292,46 @@ def _paper_notes(measured: Dict[Tuple[str, int], _Measurement], backbone_totals:
         'The decoder runs only in training (transform loss): it is counted apart by running it on the '
         'bands of one image, and is not part of GFLOPs. Params include it where the model has one.',
     ]
-    for backbone in sorted({m.backbone for m in measured.values() if m.components}):
+    wae_backbones = dict.fromkeys(m.backbone for m in measured.values() if m.components)
+    for backbone in wae_backbones:
         wae = measured.get((f'wae_{backbone}', 224))
         if wae is None:
             continue
         features = _backbone_features(backbone)
         branches = wae.components['low branch'] + wae.components['high branch']
         notes.append(
-            f'Theoretical bound (paper): 1 / (1/4 + 1/64) = {THEORETICAL_SPEEDUP:.2f}x from the conv layers alone. '
-            f'{backbone}: its feature extractor at 224 costs {g(features)}, the two branches of wae_{backbone} '
-            f'{g(branches)}: {features / branches:.2f}x; the whole wae_{backbone} is '
+            f'Theoretical bound (paper): 1 / (1/4 + 1/64) = {THEORETICAL_SPEEDUP:.2f}x fewer FLOPs, from the conv '
+            f'layers alone. {backbone}: its feature extractor at 224 costs {g(features)}, the two branches of '
+            f'wae_{backbone} {g(branches)}: {features / branches:.2f}x. The whole wae_{backbone} is '
             f'{backbone_totals[backbone] / wae.count.total:.2f}x, because its encoder runs three 16-channel 3x3 '
             f'convolutions at full resolution ({g(wae.components["encoder"])}).')
     vgg, vgg_half, wae_vgg = (measured.get(key) for key in (('vgg16', 224), ('vgg16', 112), ('wae_vgg16', 224)))
     if vgg is not None:
-        fc = vgg.count.component(('pre_logits', 'head'))
+        conv, fc = vgg.count.operators(('conv',), 'features'), vgg.count.component(('pre_logits', 'head'))
+        paper = PAPER_GFLOPS['vgg16@224']
         notes.append(
-            f'vgg16@224: ours {g(vgg.count.total)} = conv layers {g(vgg.count.by_module["features"])} + fc layers '
-            f'{g(fc)} (fc6/fc7 are timm\'s ConvMlp convolutions) + pooling; the paper\'s 15.36 G is within '
-            f'0.1% of the conv layers alone, so it most likely leaves out the fc layers.')
+            f'vgg16@224, multiply-adds: the 13 conv layers {g(conv)} + the fc layers {g(fc)} (fc6/fc7 are timm\'s '
+            f'ConvMlp convolutions) = {g(conv + fc)}. The paper\'s {paper} G is {off(conv, paper)} off the conv '
+            f'layers alone and {off(conv + fc, paper)} off conv + fc: it most likely leaves out the fc layers here, though its 3.89 G at 112 includes them '
+            f'(next note).')
     if vgg_half is not None:
-        conv = vgg_half.count.by_module['features']
+        conv, fc = vgg_half.count.operators(('conv',), 'features'), vgg_half.count.component(('pre_logits', 'head'))
         # the reference Caffe model pools in ceil mode: pool5 of a 112 input is 4x4, fc6 sees 512 * 4 * 4
         caffe_fc = 512 * 4 * 4 * 4096 + 4096 * 4096 + 4096 * 1000
+        paper = PAPER_GFLOPS['vgg16@112']
         notes.append(
-            f'vgg16@112: ours {g(vgg_half.count.total)} = conv layers {g(conv)} + fc {g(vgg_half.count.total - conv)}: '
-            f'timm\'s ConvMlp pools the 3x3 pool5 up to 7x7, so fc6 costs as much as at 224. With Caffe\'s '
-            f'ceil-mode 4x4 pool5 (fc6 on 8192 inputs) the fc layers cost {g(caffe_fc)}: {g(conv + caffe_fc)}, '
-            f'the paper\'s 3.89 G.')
+            f'vgg16@112, multiply-adds: conv layers {g(conv)} + fc {g(fc)}: timm\'s ConvMlp pools the 3x3 pool5 '
+            f'up to 7x7, so fc6 costs as much as at 224. With Caffe\'s ceil-mode pool5 (4x4, fc6 on 8192 inputs) '
+            f'the fc layers cost {g(caffe_fc)}: {g(conv + caffe_fc)}, {off(conv + caffe_fc, paper)} off the '
+            f'paper\'s {paper} G.')
     if wae_vgg is not None:
-        without_encoder = wae_vgg.count.total - wae_vgg.components['encoder']
+        macs = wae_vgg.count.operators(_MAC_OPERATORS)
+        encoder = wae_vgg.count.operators(_MAC_OPERATORS, 'wae')
+        paper = PAPER_GFLOPS['wae_vgg16@224']
         notes.append(
-            f'wae_vgg16: ours {g(wae_vgg.count.total)}, of which the full-resolution encoder is '
-            f'{g(wae_vgg.components["encoder"])}; without it {g(without_encoder)}, the paper\'s 4.11 G: the '
-            f'paper\'s figure most likely counts the classification network only. Ours counts everything that '
-            f'runs at inference.')
+            f'wae_vgg16, multiply-adds: {g(macs)}, of which the full-resolution encoder is {g(encoder)}; without '
+            f'it {g(macs - encoder)}, {off(macs - encoder, paper)} off the paper\'s {paper} G: the paper\'s figure '
+            f'most likely counts the classification network only. Our GFLOPs count all that runs at inference.')
     return notes
 
 
