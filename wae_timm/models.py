@@ -4,14 +4,16 @@ After ``import wae_timm``, ``timm.list_models('wae_*')`` lists these and
 ``timm.create_model('wae_resnet50', num_classes=10)`` builds one. Each
 entrypoint is one line of arguments to :class:`~wae_timm.wrapper.WAEWrapper`.
 """
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from .pretrained import PretrainedTag, build_tags, checkpoint_filter, explain_load_errors, prepare_pretrained, \
+    pretrained_cfgs
 from .wrapper import WAEWrapper
 
-__all__ = ['WAE_MODEL_ARGS']
+__all__ = ['WAE_MODEL_ARGS', 'PRETRAINED_TAGS', 'published_tags']
 
 # reference WAE-VGG16 heads (authors' release): fc 1024-1024 on the low pool5,
 # fc 2048-2048 on both pool5 maps, dropout 0.5 after each hidden fc
@@ -42,20 +44,34 @@ def _cfg(**kwargs: Any) -> Dict[str, Any]:
     }
 
 
-# pool_size: the final map at 224, whose branches see 112 (ConvNeXt's 4x4 stem floors 7/2)
-default_cfgs = generate_default_cfgs({
-    name: _cfg(pool_size=(3, 3)) if 'convnext' in name else _cfg() for name in WAE_MODEL_ARGS})
+def _base_cfg(name: str) -> Dict[str, Any]:
+    # pool_size: the final map at 224, whose branches see 112 (ConvNeXt's 4x4 stem floors 7/2)
+    return _cfg(pool_size=(3, 3)) if 'convnext' in name else _cfg()
+
+
+# 'arch.tag' -> where its weights live and whether they exist (see wae_timm.pretrained)
+PRETRAINED_TAGS: Dict[str, PretrainedTag] = build_tags(list(WAE_MODEL_ARGS))
+default_cfgs = generate_default_cfgs(pretrained_cfgs(PRETRAINED_TAGS, _base_cfg))
+
+
+def published_tags() -> List[PretrainedTag]:
+    """Tags with weights: each has a Hub repo and a model card in ``model_cards/``."""
+    return [t for t in PRETRAINED_TAGS.values() if t.has_weights]
 
 
 def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
     model_args = dict(WAE_MODEL_ARGS[variant], **kwargs)
-    return build_model_with_cfg(
-        WAEWrapper, variant, pretrained,
-        # the default FeatureListNet rebuilds a model from its direct children,
-        # which cannot reach inside the branches: use forward_intermediates
-        feature_cfg=dict(feature_cls='getter'),
-        **model_args,
-    )
+    # fail before building on a tag without weights; name the file in load errors
+    source = prepare_pretrained(variant, model_args, PRETRAINED_TAGS) if pretrained else None
+    with explain_load_errors(source):
+        return build_model_with_cfg(
+            WAEWrapper, variant, pretrained,
+            # the default FeatureListNet rebuilds a model from its direct children,
+            # which cannot reach inside the branches: use forward_intermediates
+            feature_cfg=dict(feature_cls='getter'),
+            pretrained_filter_fn=checkpoint_filter(source) if source else None,
+            **model_args,
+        )
 
 
 @register_model
