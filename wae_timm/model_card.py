@@ -14,6 +14,8 @@ import csv
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
+import torch.nn as nn
+
 from .pretrained import PretrainedTag
 
 __all__ = ['render_model_card', 'write_model_cards', 'result_rows', 'ACCURACY_RESULTS', 'SPEED_RESULTS']
@@ -70,10 +72,9 @@ def _results_section(results_dir: PathLike, patterns: Sequence[str], tag: Pretra
     return '\n'.join(f'From `results/{path.name}`:\n\n{_table(rows)}\n' for path, rows in found)
 
 
-def _size_section(tag: PretrainedTag) -> str:
+def _size_section(tag: PretrainedTag, model: nn.Module) -> str:
     import timm
     from .flops import count_flops, parameter_count
-    model = timm.create_model(tag.name, with_decoder=False)
     input_size = tuple(model.pretrained_cfg['input_size'])
     backbone = timm.create_model(model.backbone_name, num_classes=model.num_classes)
     wae_flops = count_flops(model, input_size).total / 1e9
@@ -102,8 +103,8 @@ def _metadata(tag: PretrainedTag) -> str:
 def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> str:
     """The model card (``README.md``) of ``tag``, with every number computed or read from ``results_dir``."""
     import timm
-    cfg = timm.create_model(tag.name).pretrained_cfg
-    backbone = timm.create_model(tag.name).backbone_name
+    model = timm.create_model(tag.name, with_decoder=False)
+    cfg, backbone = model.pretrained_cfg, model.backbone_name
     c, h, w = cfg['input_size']
     decoder = ('keeps the WAE decoder, so stage-3 fine-tuning (classification + transform loss) can continue'
                if tag.keeps_decoder else
@@ -131,7 +132,7 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
         f'- **Checkpoint:** `model.safetensors`; {decoder}',
         f'- **Paper:** [{cfg["paper_name"]}](https://arxiv.org/abs/{cfg["paper_ids"].split(":")[-1]})\n',
         '## Size and FLOPs\n',
-        _size_section(tag),
+        _size_section(tag, model),
         '## Usage\n',
         usage,
         '## Accuracy\n',
