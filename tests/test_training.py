@@ -1,0 +1,151 @@
+"""The training library: the paper's losses, stage 1, the epoch loop, checkpoints and resume."""
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+import wae_timm  # noqa: F401  (registers the models)
+from wae_timm.autoencoder import WaveletLikeAutoEncoder, load_wae_weights, transform_loss
+from wae_timm.data import find_photographs
+from wae_timm.training import (
+    Checkpointer, FashionMNIST, ResumableSampler, evaluate, fit, paper_loss, save_wae, train_autoencoder,
+    train_one_epoch)
+
+
+@pytest.fixture(scope='module')
+def photo_crops() -> torch.Tensor:
+    """Two 48x48 crops of each real photograph (downscaled whole), normalised as ImageNet models expect."""
+    crops = []
+    for path in find_photographs():
+        image = Image.open(path)
+        image.draft('RGB', (image.width // 8, image.height // 8))
+        pixels = np.array(image.convert('RGB').resize((80, 48)))
+        x = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.
+        crops += [x[:, :, :48], x[:, :, 32:]]
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None]
+    std = torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
+    return (torch.stack(crops) - mean) / std
+
+
+@pytest.fixture(scope='module')
+def fashion_subset() -> FashionMNIST:
+    return FashionMNIST('train', indices=range(32))
+
+
+def _tiny_wae_model(**kwargs):
+    torch.manual_seed(0)
+    return timm.create_model('wae_resnet18', num_classes=10, **kwargs)
+
+
+def test_paper_loss_is_both_cross_entropies_plus_gamma_transform_loss():
+    model = _tiny_wae_model().train()
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
+    torch.manual_seed(1)
+    loss, metrics = paper_loss(model, x, y, aux_loss_weight=0.001)
+    torch.manual_seed(1)
+    out = model.forward_train(x)
+    expected = (F.cross_entropy(out.logits_low, y) + F.cross_entropy(out.logits_fusion, y)
+                + 0.001 * transform_loss(x, out.reconstruction, out.high))
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    assert metrics['loss'] == pytest.approx(expected.item(), rel=1e-5)
+    assert set(metrics) == {'loss', 'ce_low', 'ce_fusion', 'transform'}
+    # gamma = 0 (stage 2): no transform term at all
+    _, metrics = paper_loss(model, x, y, aux_loss_weight=0.)
+    assert 'transform' not in metrics
+
+
+def test_paper_loss_low_branch_only_and_plain_model():
+    model = _tiny_wae_model(fusion=False).eval()
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([3, 4])
+    loss, metrics = paper_loss(model, x, y)
+    assert torch.allclose(loss, F.cross_entropy(model(x), y))
+    assert set(metrics) == {'loss', 'ce_low'}
+    plain = timm.create_model('resnet18', num_classes=10).eval()
+    loss, _ = paper_loss(plain, x, y)
+    assert torch.allclose(loss, F.cross_entropy(plain(x), y))
+    with pytest.raises(ValueError, match='needs a WAEWrapper'):
+        paper_loss(plain, x, y, aux_loss_weight=0.001)
+
+
+def test_stage1_transform_loss_decreases_on_real_photographs(photo_crops):
+    torch.manual_seed(0)
+    wae = WaveletLikeAutoEncoder()
+
+    def loss_on_all():
+        with torch.no_grad():
+            low, high, rec = wae(photo_crops)
+            return transform_loss(photo_crops, rec, high).item()
+
+    before = loss_on_all()
+    loader = DataLoader(TensorDataset(photo_crops, torch.zeros(len(photo_crops))), batch_size=4,
+                        sampler=ResumableSampler(photo_crops, seed=0))
+    history = train_autoencoder(wae, loader, epochs=2, progress=False)  # paper defaults: SGD, lr 1e-6
+    after = loss_on_all()
+    assert len(history) == 2 and history[0]['lr'] == pytest.approx(1e-6)
+    assert after < 0.95 * before, (before, after)
+
+
+def test_save_wae_round_trip_and_refuses_overwrite(tmp_path):
+    torch.manual_seed(0)
+    wae = WaveletLikeAutoEncoder()
+    path = save_wae(wae, tmp_path / 'stage1.safetensors')
+    fresh = WaveletLikeAutoEncoder()
+    load_wae_weights(fresh, path)
+    for (name, a), b in zip(wae.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(FileExistsError, match='overwrite'):
+        save_wae(wae, path)
+    save_wae(wae, path, overwrite=True)
+    model = _tiny_wae_model(wae_weights=str(path))
+    assert torch.equal(model.wae.stem[0].weight, wae.stem[0].weight)
+
+
+def test_train_one_epoch_and_evaluate_on_fashion_mnist(fashion_subset):
+    model = _tiny_wae_model()
+    loader = DataLoader(fashion_subset, batch_size=8, shuffle=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    first = evaluate(model, loader, progress=False)
+    metrics = train_one_epoch(model, loader, optimizer, progress=False)
+    assert metrics['steps'] == 4 and metrics['num_updates'] == 4
+    assert np.isfinite(metrics['loss']) and 'ce_fusion' in metrics
+    result = evaluate(model, loader, progress=False)
+    assert set(result) == {'top1', 'top5', 'loss', 'count'} and result['count'] == 32
+    assert 0 <= result['top1'] <= result['top5'] <= 100
+    assert result['loss'] != first['loss']
+
+
+def test_non_finite_batch_is_named(fashion_subset):
+    model = _tiny_wae_model()
+    x = torch.zeros(4, 3, 32, 32)
+    x[2, 0, 5, 5] = float('nan')
+    loader = [(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)), (x, torch.zeros(4, dtype=torch.long))]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(ValueError, match=r'train epoch 3 batch 1: .*sample\(s\) \[2\]'):
+        train_one_epoch(model, loader, optimizer, epoch=3, progress=False)
+
+
+def test_resume_continues_from_the_saved_step(photo_crops, tmp_path):
+    """A run killed after 5 steps and resumed ends with the same weights as one uninterrupted run."""
+    def run(directory, max_updates=None, resume=False):
+        torch.manual_seed(0)
+        wae = WaveletLikeAutoEncoder()
+        loader = DataLoader(TensorDataset(photo_crops[:12], torch.zeros(12)), batch_size=4,
+                            sampler=ResumableSampler(photo_crops[:12], seed=3))
+        history = train_autoencoder(wae, loader, epochs=3, lr=1e-6, lr_decay_epochs=(1,), checkpoint_dir=directory,
+                                    checkpoint_every=2, resume=resume, max_updates=max_updates, progress=False)
+        return wae, history
+
+    reference, _ = run(tmp_path / 'reference')
+    _, partial = run(tmp_path / 'killed', max_updates=5)  # 3 steps per epoch: stops in epoch 1, batch 2
+    assert len(partial) == 1
+    saved = torch.load(tmp_path / 'killed' / 'last.pth.tar', weights_only=True)['train_state']
+    assert saved == {'epoch': 1, 'step_in_epoch': 2, 'num_updates': 5}
+    resumed, history = run(tmp_path / 'killed', resume=True)
+    assert [h['epoch'] for h in history] == [1, 2] and history[0]['steps'] == 1
+    assert history[-1]['lr'] == pytest.approx(1e-7)  # the schedule resumed too
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name

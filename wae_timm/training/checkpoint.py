@@ -1,0 +1,108 @@
+"""Atomic, resumable training checkpoints.
+
+A checkpoint is written to a temporary file beside its target and moved over
+it with ``os.replace``, so a run killed while saving leaves the previous
+checkpoint intact. Checkpoints load with ``torch.load(weights_only=True)``:
+they hold tensors, numbers, strings and lists only.
+"""
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from .losses import unwrap
+
+__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'LAST_CHECKPOINT']
+
+LAST_CHECKPOINT = 'last.pth.tar'
+
+
+@dataclass
+class TrainState:
+    """Where training stands: ``step_in_epoch`` batches of ``epoch`` are done."""
+    epoch: int = 0
+    step_in_epoch: int = 0
+    num_updates: int = 0
+
+
+def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
+    """Run ``write(temporary_path)``, then move the result to ``path`` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try:
+        write(str(temporary))
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+class Checkpointer:
+    """Saves and restores model, optimizer, scheduler and :class:`TrainState` in ``directory/last.pth.tar``.
+
+    Args:
+        directory: where the checkpoint lives.
+        model: the trained model (DDP/compile shells are unwrapped when saving and loading).
+        optimizer: its optimizer.
+        lr_scheduler: a timm scheduler (optional).
+        every_updates: also save every this many optimizer steps (0: only when asked,
+            i.e. at epoch ends); a killed run loses at most this many steps.
+        config: plain values stored alongside (the tool's arguments), for the record.
+
+    Only the primary process (rank 0) writes; every process loads.
+    """
+
+    def __init__(
+            self,
+            directory: Union[str, Path],
+            model: nn.Module,
+            optimizer: torch.optim.Optimizer,
+            lr_scheduler=None,
+            every_updates: int = 0,
+            config: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LAST_CHECKPOINT
+        self.model = model
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.every_updates = every_updates
+        self.config = dict(config or {})
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def save(self, state: TrainState) -> None:
+        if dist.is_initialized() and dist.get_rank() != 0:
+            return
+        checkpoint = {
+            'state_dict': unwrap(self.model).state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'train_state': asdict(state),
+            'config': self.config,
+        }
+        if self.lr_scheduler is not None:
+            checkpoint['lr_scheduler'] = self.lr_scheduler.state_dict()
+        atomic_write(self.path, lambda tmp: torch.save(checkpoint, tmp))
+
+    def maybe_save(self, state: TrainState) -> None:
+        """Save if ``state.num_updates`` is a multiple of ``every_updates``."""
+        if self.every_updates > 0 and state.num_updates % self.every_updates == 0:
+            self.save(state)
+
+    def load(self, map_location='cpu') -> TrainState:
+        """Restore everything from the checkpoint and return where training stopped."""
+        if not self.exists():
+            raise FileNotFoundError(f'no checkpoint to resume from at {self.path}')
+        checkpoint = torch.load(self.path, map_location=map_location, weights_only=True)
+        unwrap(self.model).load_state_dict(checkpoint['state_dict'])
+        self.optimizer.load_state_dict(checkpoint['optimizer'])
+        if self.lr_scheduler is not None and 'lr_scheduler' in checkpoint:
+            self.lr_scheduler.load_state_dict(checkpoint['lr_scheduler'])
+        return TrainState(**checkpoint['train_state'])

@@ -1,0 +1,138 @@
+"""The losses the three training stages minimise.
+
+- stage 1: :func:`autoencoder_loss`, the transform loss ``L_t`` of the WAE alone;
+- stages 2 and 3: :func:`paper_loss`, ``CE(s_L) + CE(s_c) (+ gamma * L_t)``, the
+  paper's Eq. 9 with the reference release's two cross-entropies.
+
+Both follow one signature, ``loss_fn(model, x, y) -> (loss, metrics)``, with
+``metrics`` a dict of Python floats for logging, so one training loop serves
+every stage. ``model`` may be wrapped by ``DistributedDataParallel``: the
+DDP module must then be built around :class:`TrainingForward`, so that the
+forward DDP sees is the one returning every score (see :func:`paper_loss`).
+"""
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..autoencoder import WaveletLikeAutoEncoder, transform_loss
+from ..wrapper import WAEOutput, WAEWrapper
+
+__all__ = ['LossFn', 'TrainingForward', 'paper_loss', 'autoencoder_loss', 'unwrap']
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Tuple[torch.Tensor, Dict[str, float]]]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside ``DistributedDataParallel``, ``torch.compile`` and :class:`TrainingForward` shells."""
+    while True:
+        if hasattr(model, 'module'):  # DistributedDataParallel / DataParallel
+            model = model.module
+        elif hasattr(model, '_orig_mod'):  # torch.compile
+            model = model._orig_mod
+        elif isinstance(model, TrainingForward):
+            model = model.model
+        else:
+            return model
+
+
+class TrainingForward(nn.Module):
+    """``forward(x)`` runs ``model.forward_train(x)`` (a :class:`WAEOutput` for a WAEWrapper).
+
+    DistributedDataParallel only synchronises gradients of the forward it
+    wraps; wrap this module, not the model, when training with
+    :func:`paper_loss` under DDP. Its state dict keys start with ``model.``:
+    save ``unwrap(module).state_dict()``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        forward_train = getattr(self.model, 'forward_train', None)
+        return forward_train(x) if forward_train is not None else self.model(x)
+
+
+def _scores(model: nn.Module, x: torch.Tensor):
+    if isinstance(model, WAEWrapper):
+        return model.forward_train(x)
+    return model(x)  # a plain timm model, or a TrainingForward (possibly inside DDP)
+
+
+def paper_loss(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        aux_loss_weight: Optional[float] = None,
+        criterion: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """The paper's classification loss for one batch, ``x: [B, C, H, W]``, ``y: [B]`` (or soft ``[B, K]``).
+
+    For a :class:`WAEWrapper` it is ``CE(s_L) + CE(s_c) + gamma * L_t`` from one
+    ``forward_train``: without a fusion branch ``CE(s_L)`` alone, and the
+    transform loss only when ``gamma > 0`` (it needs the WAE decoder). For any
+    other model (a plain timm baseline) it is ``CE(model(x), y)``.
+
+    Args:
+        model: a WAEWrapper, a plain classifier, or DDP around ``TrainingForward(model)``.
+        aux_loss_weight: gamma; ``None`` takes the model's own ``aux_loss_weight``
+            (0 for models without one). Stage 2 is gamma = 0, stage 3 gamma = 0.001.
+        criterion: ``criterion(logits, y)``; cross-entropy by default (pass timm's
+            label-smoothing or soft-target losses here).
+
+    Returns:
+        ``(loss, metrics)`` with the scalar loss to back-propagate and its terms
+        as floats (``loss``, ``ce_low``, ``ce_fusion``, ``transform``).
+
+    The WAEWrapper's own ``aux_loss_weight`` hook (for timm's stock train.py)
+    only acts in ``forward``; ``forward_train`` never attaches it, so ``L_t`` is
+    counted exactly once here.
+    """
+    criterion = criterion or F.cross_entropy
+    inner = unwrap(model)
+    if aux_loss_weight is None:
+        aux_loss_weight = float(getattr(inner, 'aux_loss_weight', 0.))
+    out = _scores(model, x)
+    if not isinstance(out, WAEOutput):
+        if aux_loss_weight > 0:
+            raise ValueError(f'aux_loss_weight={aux_loss_weight} needs a WAEWrapper, got {type(inner).__name__}')
+        loss = criterion(out, y)
+        return loss, {'loss': loss.item()}
+    ce_low = criterion(out.logits_low, y)
+    loss = ce_low
+    metrics = {'ce_low': ce_low.item()}
+    if out.logits_fusion is not None:
+        ce_fusion = criterion(out.logits_fusion, y)
+        loss = loss + ce_fusion
+        metrics['ce_fusion'] = ce_fusion.item()
+    if aux_loss_weight > 0:
+        if out.reconstruction is None:
+            raise ValueError(f'aux_loss_weight={aux_loss_weight} needs the WAE decoder: build the model with '
+                             'with_decoder=True and decomposition="wae"')
+        l_t = transform_loss(x, out.reconstruction, out.high, inner.energy_weight)
+        loss = loss + aux_loss_weight * l_t
+        metrics['transform'] = l_t.item()
+    metrics['loss'] = loss.item()
+    return loss, metrics
+
+
+def autoencoder_loss(
+        wae: nn.Module,
+        x: torch.Tensor,
+        y: Optional[torch.Tensor] = None,
+        energy_weight: float = 1.0,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Stage 1: ``L_t = ||I - I'||^2 + lambda ||I_H||^2`` of a :class:`WaveletLikeAutoEncoder` (``y`` unused).
+
+    ``wae`` may be wrapped in DDP (its forward returns ``(I_L, I_H, I')``).
+    """
+    inner = unwrap(wae)
+    if not isinstance(inner, WaveletLikeAutoEncoder):
+        raise TypeError(f'stage 1 trains a WaveletLikeAutoEncoder, got {type(inner).__name__}')
+    low, high, reconstruction = wae(x)
+    loss = transform_loss(x, reconstruction, high, energy_weight)
+    # the energy term alone tells whether I_H is being pushed towards zero
+    energy = high.detach().pow(2).sum().item() / x.shape[0]
+    return loss, {'loss': loss.item(), 'energy': energy}
