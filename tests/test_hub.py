@@ -1,6 +1,6 @@
 """Pretrained tags, publishing and offline loading through timm's own machinery.
 
-A random-init wae_resnet18 (64x64, the fmnist tag's input) stands in for a
+A random-init wae_resnet18 (32x32, the fmnist tag's input) stands in for a
 trained checkpoint: it is saved as timm's train.py saves, published with the
 project's code into a temporary Hugging Face cache, and loaded back with
 HF_HUB_OFFLINE through create_model, 'hf-hub:' and torch.hub.
@@ -66,7 +66,7 @@ def offline_cache(published, monkeypatch):
     return published
 
 
-X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
 def test_every_model_has_tags_and_in1k_is_the_default():
@@ -118,7 +118,7 @@ def test_num_classes_and_in_chans_adaptation(offline_cache):
     torch.testing.assert_close(state['wae.stem.0.weight'], reference['wae.stem.0.weight'].sum(1, keepdim=True))
     for key in ('low.layer4.1.conv2.weight', 'high.layer1.0.bn1.running_var', 'wae.to_high.weight'):
         assert torch.equal(state[key], reference[key])
-    assert model(torch.randn(1, 1, 64, 64)).shape == (1, 5)
+    assert model(torch.randn(1, 1, 32, 32)).shape == (1, 5)
 
 
 def test_missing_corrupt_and_foreign_files_name_the_file(published, tmp_path, monkeypatch):
@@ -220,3 +220,12 @@ def test_model_cards_exist_for_every_published_tag():
         assert 'metrics:' in metadata
         for section in ('## Usage', '## Accuracy', '## Measured speed', '## Training', '## Limitations', '@inproceedings'):
             assert section in card
+
+
+def test_fashion_mnist_cfg_matches_the_training_inputs():
+    from wae_timm.training.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST, fashion_mnist_stats
+    cfg = timm.models.get_pretrained_cfg(TAG)
+    mean, std = fashion_mnist_stats()
+    assert cfg.mean == pytest.approx((mean,) * 3, abs=1e-4) and cfg.std == pytest.approx((std,) * 3, abs=1e-4)
+    assert cfg.label_names == FASHION_MNIST_CLASSES
+    assert cfg.input_size == tuple(FashionMNIST('test', indices=[0])[0][0].shape)
