@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from .pretrained import PretrainedTag
+from .pretrained import PretrainedTag, drop_decoder, state_dict_mismatch
 
 __all__ = [
     'read_checkpoint', 'strip_training_state', 'build_for_export', 'export_folder', 'export_checkpoint',
@@ -32,7 +32,6 @@ __all__ = [
 ]
 
 PathLike = Union[str, Path]
-_DECODER_PREFIX = 'wae.decode_'
 
 
 def find_tag(name: str) -> PretrainedTag:
@@ -74,9 +73,7 @@ def read_checkpoint(path: PathLike, use_ema: bool = True) -> Dict[str, torch.Ten
 
 def strip_training_state(state_dict: Mapping[str, torch.Tensor], keep_decoder: bool) -> Dict[str, torch.Tensor]:
     """Drop what inference does not need: the WAE decoder (only used by the transform loss)."""
-    if keep_decoder:
-        return dict(state_dict)
-    return {k: v for k, v in state_dict.items() if not k.startswith(_DECODER_PREFIX)}
+    return dict(state_dict) if keep_decoder else drop_decoder(state_dict)
 
 
 def build_for_export(
@@ -96,15 +93,10 @@ def build_for_export(
     kwargs['with_decoder'] = tag.keeps_decoder
     model = timm.create_model(tag.name, **kwargs)
     state_dict = strip_training_state(state_dict, tag.keeps_decoder)
-    expected = model.state_dict()
-    missing = sorted(expected.keys() - state_dict.keys())
-    unexpected = sorted(state_dict.keys() - expected.keys())
-    reshaped = sorted(k for k in expected.keys() & state_dict.keys() if expected[k].shape != state_dict[k].shape)
-    if missing or unexpected or reshaped:
-        raise ValueError(
-            f'the checkpoint is not a {tag.architecture} with {kwargs}: {len(missing)} missing keys {missing[:3]}, '
-            f'{len(unexpected)} unexpected {unexpected[:3]}, {len(reshaped)} with other shapes {reshaped[:3]} '
-            '(pass the --model-kwargs / --num-classes it was trained with)')
+    problem = state_dict_mismatch(model.state_dict(), state_dict)
+    if problem:
+        raise ValueError(f'the checkpoint is not a {tag.architecture} with {kwargs}: {problem} '
+                         '(pass the --model-kwargs it was trained with, e.g. num_classes=...)')
     model.load_state_dict(state_dict)
     return model.eval()
 

@@ -20,7 +20,7 @@ name neither the file nor the model; :func:`explain_load_errors` and
 """
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -28,12 +28,13 @@ import torch.nn as nn
 __all__ = [
     'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag', 'FASHION_MNIST_LABELS',
     'build_tags', 'pretrained_cfgs', 'WeightsSource', 'prepare_pretrained',
-    'checkpoint_filter', 'explain_load_errors',
+    'checkpoint_filter', 'explain_load_errors', 'state_dict_mismatch', 'drop_decoder',
     'NoPretrainedWeightsError', 'MissingWeightsError', 'CorruptWeightsError', 'CheckpointMismatchError',
 ]
 
 HF_ORG = 'wae-timm'
 WEIGHTS_FILENAME = 'model.safetensors'  # timm's HF_SAFE_WEIGHTS_NAME
+DECODER_PREFIX = 'wae.decode_'  # WAEWrapper keys of the WAE decoder
 
 FASHION_MNIST_LABELS = (
     'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
@@ -215,6 +216,31 @@ def _adaptable_keys(model: nn.Module) -> set:
     return keys
 
 
+def drop_decoder(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A model's state dict without the WAE decoder (used by the transform loss only)."""
+    return {k: v for k, v in state_dict.items() if not k.startswith(DECODER_PREFIX)}
+
+
+def state_dict_mismatch(
+        expected: Mapping[str, torch.Tensor],
+        found: Mapping[str, torch.Tensor],
+        adaptable: Collection[str] = (),
+) -> str:
+    """What keeps ``found`` from loading where ``expected`` is ('' if nothing); ``adaptable`` keys may change shape."""
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    reshaped = sorted(
+        f'{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}'
+        for k in expected.keys() & found.keys() if k not in adaptable and found[k].shape != expected[k].shape)
+    if not (missing or unexpected or reshaped):
+        return ''
+    hint = ''
+    if missing and all(k.startswith(DECODER_PREFIX) for k in missing):
+        hint = ' The checkpoint has no WAE decoder: build the model with with_decoder=False.'
+    return (f'{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, '
+            f'{len(reshaped)} with other shapes {reshaped[:3]}.{hint}')
+
+
 def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor], nn.Module], Dict[str, torch.Tensor]]:
     """A ``pretrained_filter_fn`` that refuses a checkpoint of another model, naming the file.
 
@@ -223,25 +249,12 @@ def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor
     checkpoint's decoder is dropped when the model was built without one.
     """
     def check(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
-        expected = model.state_dict()
         if not getattr(getattr(model, 'wae', None), 'has_decoder', True):
-            state_dict = {k: v for k, v in state_dict.items() if not k.startswith('wae.decode_')}
-        missing = sorted(expected.keys() - state_dict.keys())
-        unexpected = sorted(state_dict.keys() - expected.keys())
-        adaptable = _adaptable_keys(model)
-        reshaped = sorted(
-            f'{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k].shape)}'
-            for k in expected.keys() & state_dict.keys()
-            if k not in adaptable and state_dict[k].shape != expected[k].shape)
-        if missing or unexpected or reshaped:
+            state_dict = drop_decoder(state_dict)
+        problem = state_dict_mismatch(model.state_dict(), state_dict, _adaptable_keys(model))
+        if problem:
             architecture = getattr(model, 'pretrained_cfg', {}).get('architecture', type(model).__name__)
-            hint = ''
-            if missing and all(k.startswith('wae.decode_') for k in missing):
-                hint = ' The checkpoint has no WAE decoder: build the model with with_decoder=False.'
-            raise CheckpointMismatchError(
-                f'{source.describe()} is not a checkpoint of this {architecture} model: '
-                f'{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, '
-                f'{len(reshaped)} with other shapes {reshaped[:3]}.{hint}')
+            raise CheckpointMismatchError(f'{source.describe()} is not a checkpoint of this {architecture} model: {problem}')
         return state_dict
     return check
 
