@@ -229,3 +229,17 @@ def test_fashion_mnist_cfg_matches_the_training_inputs():
     assert cfg.mean == pytest.approx((mean,) * 3, abs=1e-4) and cfg.std == pytest.approx((std,) * 3, abs=1e-4)
     assert cfg.label_names == FASHION_MNIST_CLASSES
     assert cfg.input_size == tuple(FashionMNIST('test', indices=[0])[0][0].shape)
+
+
+def test_card_numbers_come_from_results_files(tmp_path):
+    from wae_timm.model_card import render_model_card
+    tag = find_tag(TAG)
+    card = render_model_card(tag, tmp_path)
+    assert 'Accuracy: not measured yet' in card and 'Speed-up: not measured yet' in card
+    (tmp_path / 'fashion_mnist_results.csv').write_text(
+        'key,label,top1,top5\nwae_stage3,"WAE, ours",91.37,99.81\nbackbone,backbone @32,92.05,99.9\nwavelet,x,1,2\n')
+    (tmp_path / 'benchmark_cpu.csv').write_text('model,backbone,input,median ms\nwae_resnet18,resnet18,224,12.5\n')
+    card = render_model_card(tag, tmp_path)
+    assert '| wae_stage3 | WAE, ours | 91.37 | 99.81 |' in card and '| backbone | backbone @32 | 92.05 | 99.9 |' in card
+    assert '| wavelet |' not in card  # only the rows the tag names
+    assert 'From `results/benchmark_cpu.csv`' in card and '| wae_resnet18 | resnet18 | 224 | 12.5 |' in card

@@ -24,11 +24,11 @@ PathLike = Union[str, Path]
 
 # results/ files a card reads, by the dataset a tag was trained on
 ACCURACY_RESULTS: Dict[str, Tuple[str, ...]] = {
-    'zalando-datasets/fashion_mnist': ('fmnist*.csv', 'fashion_mnist*.csv', 'fashion-mnist*.csv'),
+    'zalando-datasets/fashion_mnist': ('fashion_mnist*.csv', 'fmnist*.csv'),
     'imagenet-1k': ('imagenet*.csv', 'in1k*.csv'),
 }
 SPEED_RESULTS: Tuple[str, ...] = ('speed*.csv', 'benchmark*.csv')
-_NAME_COLUMNS = ('model', 'architecture', 'name', 'tag', 'variant')
+_NAME_COLUMNS = ('key', 'model', 'architecture', 'name', 'tag', 'variant')
 
 CITATION = """@inproceedings{chen2018wae,
   title={Learning a Wavelet-like Auto-Encoder to Accelerate Deep Neural Networks},
@@ -65,7 +65,7 @@ def _table(rows: List[Dict[str, str]]) -> str:
 
 
 def _results_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag, what: str) -> str:
-    found = result_rows(results_dir, patterns, (tag.name, tag.architecture))
+    found = result_rows(results_dir, patterns, (tag.name, tag.architecture) + tuple(tag.results_rows))
     if not found:
         wanted = ', '.join(f'results/{p}' for p in patterns)
         return f'{what}: not measured yet (no row for {tag.name} in {wanted}).\n'
@@ -136,7 +136,9 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
         '## Usage\n',
         usage,
         '## Accuracy\n',
-        f'Measured on the {tag.dataset} test split (the rows below say exactly which data and protocol).\n',
+        f'Measured on the {tag.dataset} test split' + (
+            f'; this checkpoint is row `{tag.results_rows[0]}`, the other rows are the comparisons.\n'
+            if tag.results_rows else '.\n'),
         _results_section(results_dir, ACCURACY_RESULTS.get(tag.dataset, ()), tag, 'Accuracy'),
         '## Measured speed\n',
         _results_section(results_dir, SPEED_RESULTS, tag, 'Speed-up'),

@@ -20,7 +20,7 @@ name neither the file nor the model; :func:`explain_load_errors` and
 """
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -72,6 +72,8 @@ class PretrainedTag:
             classifiers (Fashion-MNIST) drop it, and their models build without one.
         cfg: entries of the pretrained cfg that differ from the model's default.
         training_command: how the weights were (or are to be) trained, for the model card.
+        results_rows: the rows of the ``results/`` files a model card shows (matched on their
+            ``key`` / ``model`` column): this checkpoint's row first, then the comparisons.
     """
     architecture: str
     tag: str
@@ -81,6 +83,7 @@ class PretrainedTag:
     keeps_decoder: bool
     cfg: Mapping[str, Any] = field(default_factory=dict)
     training_command: str = ''
+    results_rows: Tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -124,7 +127,14 @@ def _fashion_mnist_tag(architecture: str) -> PretrainedTag:
         architecture, 'fmnist', dataset='zalando-datasets/fashion_mnist',
         status='trained by the Fashion-MNIST reproduction; published with tools/push_to_hub.py',
         has_weights=True, keeps_decoder=False, cfg=_FASHION_MNIST_CFG,
-        training_command='see results/ of the Fashion-MNIST reproduction (the exact command is recorded there)')
+        training_command=(
+            '`python tools/reproduce_fashion_mnist.py` (the exact configuration of the run is in '
+            '`results/fashion_mnist.md`): stage 1 WAE, stage 2 with the WAE frozen, stage 3 joint with gamma = 0.001; '
+            'then `python tools/push_to_hub.py output/fashion_mnist/fashion_mnist_wae_stage3.safetensors '
+            f'{architecture}.fmnist --out hub/{architecture}.fmnist`'),
+        # rows of results/fashion_mnist_results.csv: the stage-3 WAE (this checkpoint), the
+        # backbone at full resolution and at half resolution
+        results_rows=('wae_stage3', 'backbone', 'resize'))
 
 
 def build_tags(architectures: Sequence[str]) -> Dict[str, PretrainedTag]:
