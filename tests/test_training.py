@@ -15,6 +15,8 @@ from wae_timm.training import (
     Checkpointer, FashionMNIST, ResumableSampler, evaluate, fit, paper_loss, save_wae, train_autoencoder,
     train_one_epoch)
 
+pytestmark = pytest.mark.usefixtures('single_threaded_torch')
+
 
 @pytest.fixture(scope='module')
 def photo_crops() -> torch.Tensor:

@@ -59,7 +59,26 @@ def published_tags() -> List[PretrainedTag]:
     return [t for t in PRETRAINED_TAGS.values() if t.has_weights]
 
 
+# timm's train.py reads ``--model-kwargs k=v`` with ast.literal_eval and keeps
+# what does not parse as text: 'freeze_wae=true' would arrive as the (truthy)
+# string 'true'. Flags and weights must arrive as real bools and numbers.
+_BOOL_ARGS = ('freeze_wae', 'pretrained_backbone', 'with_decoder', 'fusion')
+_NUMBER_ARGS = ('aux_loss_weight', 'energy_weight', 'drop_rate', 'drop_path_rate', 'hidden_drop_rate')
+
+
+def _check_parsed_kwargs(kwargs: Dict[str, Any]) -> None:
+    for name in _BOOL_ARGS:
+        if isinstance(kwargs.get(name), str):
+            raise ValueError(f'{name}={kwargs[name]!r} is text, expected True or False '
+                             f'(--model-kwargs values are Python literals: write {name}=True)')
+    for name in _NUMBER_ARGS:
+        if isinstance(kwargs.get(name), str):
+            raise ValueError(f'{name}={kwargs[name]!r} is text, expected a number '
+                             f'(--model-kwargs values are Python literals, e.g. {name}=0.001)')
+
+
 def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    _check_parsed_kwargs(kwargs)
     model_args = dict(WAE_MODEL_ARGS[variant], **kwargs)
     # fail before building on a tag without weights; name the file in load errors
     source = prepare_pretrained(variant, model_args, PRETRAINED_TAGS) if pretrained else None

@@ -11,7 +11,7 @@ pixel of each image (``3 x 224 x 224`` terms) instead of averaging them, so its
 gradients are about 1e5 times those of a per-pixel mean.
 """
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -60,6 +60,7 @@ def train_autoencoder(
         resume: bool = False,
         max_updates: Optional[int] = None,
         progress: bool = True,
+        on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None,
 ) -> List[Dict[str, float]]:
     """Train ``wae`` (a :class:`WaveletLikeAutoEncoder`, or DDP around one) with the transform loss.
 
@@ -72,6 +73,7 @@ def train_autoencoder(
         checkpoint_dir: keep a resumable checkpoint here (saved every
             ``checkpoint_every`` steps and after each epoch); ``resume`` continues from it.
         max_updates: stop after this many optimizer steps in total (checkpointing first).
+        on_epoch_end: called with ``(epoch, metrics)`` after each epoch (logging).
 
     Returns:
         Per-epoch mean metrics (``loss``, ``energy``, ``lr``, ...).
@@ -94,7 +96,7 @@ def train_autoencoder(
 
     return fit(wae, loader, optimizer, epochs=epochs, loss_fn=loss_fn, lr_scheduler=scheduler,
                checkpointer=checkpointer, resume=resume, device=device, max_updates=max_updates,
-               progress=progress)
+               progress=progress, on_epoch_end=on_epoch_end)
 
 
 def save_wae(wae: nn.Module, path: Union[str, Path], overwrite: bool = False) -> Path:

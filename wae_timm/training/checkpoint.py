@@ -16,9 +16,10 @@ import torch.nn as nn
 
 from .losses import unwrap
 
-__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'LAST_CHECKPOINT']
+__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
 
 LAST_CHECKPOINT = 'last.pth.tar'
+SUMMARY_CSV = 'summary.csv'  # one row per epoch (timm's update_summary)
 
 
 @dataclass
@@ -106,3 +107,39 @@ class Checkpointer:
         if self.lr_scheduler is not None and 'lr_scheduler' in checkpoint:
             self.lr_scheduler.load_state_dict(checkpoint['lr_scheduler'])
         return TrainState(**checkpoint['train_state'])
+
+
+def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: bool,
+                       final_output: Optional[Union[str, Path]] = None, clear: bool = False) -> None:
+    """Refuse to start a run over another one's results.
+
+    Raises unless ``directory`` holds no checkpoint (and ``final_output``, the
+    file a finished run writes, does not exist), or the user asked to
+    ``resume`` that run or to ``overwrite`` it. With ``overwrite`` and
+    ``clear`` (the primary process), the old run's checkpoint and
+    ``summary.csv`` are removed so that nothing of it mixes into the new one.
+    """
+    directory = Path(directory)
+    checkpoint = directory / LAST_CHECKPOINT
+    if resume:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f'--resume: no checkpoint at {checkpoint}')
+        return
+    if overwrite:
+        if clear:
+            for stale in (checkpoint, directory / SUMMARY_CSV):
+                stale.unlink(missing_ok=True)
+        return
+    if checkpoint.is_file():
+        raise FileExistsError(f'{checkpoint} exists (a run was started there): pass --resume to continue it '
+                              'or --overwrite to start again')
+    if final_output is not None and Path(final_output).exists():
+        raise FileExistsError(f'{final_output} exists: pass --overwrite to replace it')
+
+
+def read_train_state(directory: Union[str, Path]) -> TrainState:
+    """Where the run checkpointed in ``directory`` stands (``TrainState()`` if it has no checkpoint)."""
+    path = Path(directory) / LAST_CHECKPOINT
+    if not path.is_file():
+        return TrainState()
+    return TrainState(**torch.load(path, map_location='cpu', weights_only=True)['train_state'])

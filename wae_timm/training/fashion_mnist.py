@@ -20,10 +20,16 @@ FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                          'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 
 
+@lru_cache(maxsize=2)
+def _load_split(split: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    # decompressing the idx files takes seconds: once per process is enough (the tensors are never modified)
+    return load_fashion_mnist(split)
+
+
 @lru_cache(maxsize=1)
 def fashion_mnist_stats() -> Tuple[float, float]:
     """Mean and standard deviation of the 60k training images' pixels in [0, 1] (28x28, unpadded)."""
-    images, _ = load_fashion_mnist('train')
+    images, _ = _load_split('train')
     pixels = images.double() / 255.
     return pixels.mean().item(), pixels.std().item()
 
@@ -49,7 +55,7 @@ class FashionMNIST(Dataset):
             hflip: bool = False,
             indices: Optional[Sequence[int]] = None,
     ) -> None:
-        images, labels = load_fashion_mnist(split)
+        images, labels = _load_split(split)
         if indices is not None:
             index = torch.as_tensor(indices, dtype=torch.long)
             images, labels = images[index], labels[index]

@@ -87,10 +87,7 @@ def fit(
         state = checkpointer.load()
         _logger.info('resuming at epoch %d, batch %d (%d updates)', state.epoch, state.step_in_epoch,
                      state.num_updates)
-    if lr_scheduler is not None:
-        lr_scheduler.step(state.epoch)
-        if state.num_updates:
-            lr_scheduler.step_update(num_updates=state.num_updates)
+    # the learning rate itself comes back with the optimizer's state (param_groups' 'lr')
     steps_per_epoch = len(loader)
 
     def on_step(epoch: int, batches_done: int, num_updates: int) -> bool:
@@ -113,7 +110,8 @@ def fit(
             return history  # stopped part-way (max_updates); the checkpoint is already written
         metrics['epoch'] = epoch
         if eval_loader is not None:
-            metrics.update({f'eval_{k}': v for k, v in evaluate(model, eval_loader, device=device).items()})
+            metrics.update({f'eval_{k}': v for k, v in evaluate(
+                model, eval_loader, device=device, progress=train_kwargs.get('progress', True)).items()})
         if lr_scheduler is not None:
             lr_scheduler.step(epoch + 1, metrics.get(f'eval_{eval_metric}'))
         state.epoch, state.step_in_epoch = epoch + 1, 0

@@ -10,7 +10,7 @@ every stage. ``model`` may be wrapped by ``DistributedDataParallel``: the
 DDP module must then be built around :class:`TrainingForward`, so that the
 forward DDP sees is the one returning every score (see :func:`paper_loss`).
 """
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..autoencoder import WaveletLikeAutoEncoder, transform_loss
 from ..wrapper import WAEOutput, WAEWrapper
 
-__all__ = ['LossFn', 'TrainingForward', 'paper_loss', 'autoencoder_loss', 'unwrap']
+__all__ = ['LossFn', 'TrainingForward', 'paper_loss', 'paper_loss_from_output', 'model_scores', 'autoencoder_loss', 'unwrap']
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Tuple[torch.Tensor, Dict[str, float]]]
 
@@ -55,7 +55,8 @@ class TrainingForward(nn.Module):
         return forward_train(x) if forward_train is not None else self.model(x)
 
 
-def _scores(model: nn.Module, x: torch.Tensor):
+def model_scores(model: nn.Module, x: torch.Tensor) -> Union[WAEOutput, torch.Tensor]:
+    """Every score of one training forward: a :class:`WAEOutput` for a WAEWrapper, else the logits."""
     if isinstance(model, WAEWrapper):
         return model.forward_train(x)
     return model(x)  # a plain timm model, or a TrainingForward (possibly inside DDP)
@@ -90,14 +91,26 @@ def paper_loss(
     only acts in ``forward``; ``forward_train`` never attaches it, so ``L_t`` is
     counted exactly once here.
     """
-    criterion = criterion or F.cross_entropy
     inner = unwrap(model)
     if aux_loss_weight is None:
         aux_loss_weight = float(getattr(inner, 'aux_loss_weight', 0.))
-    out = _scores(model, x)
+    out = model_scores(model, x)
+    return paper_loss_from_output(out, x, y, aux_loss_weight, criterion, getattr(inner, 'energy_weight', 1.0))
+
+
+def paper_loss_from_output(
+        out: Union[WAEOutput, torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        aux_loss_weight: float = 0.,
+        criterion: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+        energy_weight: float = 1.0,
+) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """:func:`paper_loss` for an output already computed (a :class:`WAEOutput` or plain logits)."""
+    criterion = criterion or F.cross_entropy
     if not isinstance(out, WAEOutput):
         if aux_loss_weight > 0:
-            raise ValueError(f'aux_loss_weight={aux_loss_weight} needs a WAEWrapper, got {type(inner).__name__}')
+            raise ValueError(f'aux_loss_weight={aux_loss_weight} needs a WAEWrapper, got plain logits')
         loss = criterion(out, y)
         return loss, {'loss': loss.item()}
     ce_low = criterion(out.logits_low, y)
@@ -111,7 +124,7 @@ def paper_loss(
         if out.reconstruction is None:
             raise ValueError(f'aux_loss_weight={aux_loss_weight} needs the WAE decoder: build the model with '
                              'with_decoder=True and decomposition="wae"')
-        l_t = transform_loss(x, out.reconstruction, out.high, inner.energy_weight)
+        l_t = transform_loss(x, out.reconstruction, out.high, energy_weight)
         loss = loss + aux_loss_weight * l_t
         metrics['transform'] = l_t.item()
     metrics['loss'] = loss.item()
