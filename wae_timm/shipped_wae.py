@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from .autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder
+from .autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
 from .photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops
 
 __all__ = ['train_on_photographs', 'ship_weights', 'shipped_provenance']
@@ -36,13 +36,20 @@ def train_on_photographs(
         min_lr: float = 1e-5,
         energy_weight: float = 1.0,
         seed: int = 0,
+        init: Optional[str] = None,
         progress: bool = True,
 ) -> tuple:
-    """Stage 1 on random crops of ``photos``: Adam + cosine decay over ``epochs``; returns ``(wae, history)``."""
+    """Stage 1 on random crops of ``photos``: Adam + cosine decay over ``epochs``; returns ``(wae, history)``.
+
+    ``init`` continues from earlier weights (a shipped name or a ``.safetensors`` path)
+    instead of the Xavier initialisation.
+    """
     from timm.scheduler import CosineLRScheduler
     from .training import autoencoder_loss, fit
     torch.manual_seed(seed)
     wae = WaveletLikeAutoEncoder()
+    if init:
+        load_wae_weights(wae, init)
     loader = DataLoader(PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch), batch_size=batch_size,
                         shuffle=False, num_workers=0, drop_last=True)
     optimizer = torch.optim.Adam(wae.parameters(), lr=lr)
