@@ -15,7 +15,7 @@ from timm.data import create_transform, resolve_data_config
 import wae_timm
 from wae_timm.checks import check_finite
 from wae_timm.data import find_photographs
-from wae_timm.flops import compare_models, markdown_table
+from wae_timm.flops import flop_report
 
 
 def main() -> None:
@@ -39,8 +39,7 @@ def main() -> None:
     print(f'  low branch features {model.low_channels} ch, high branch {model.high_channels} ch '
           f'(= 1/{model.width_divisor}); logits {tuple(out.logits.shape)}; forward {elapsed * 1000:.0f} ms')
     print()
-    print('fvcore counts one multiply-add as one FLOP; batch 1 at 224x224')
-    print(markdown_table(compare_models([model.backbone_name, args.model])))
+    print(flop_report([model.backbone_name, args.model]).markdown())
 
 
 if __name__ == '__main__':

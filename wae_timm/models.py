@@ -13,7 +13,7 @@ from .pretrained import PretrainedTag, build_tags, checkpoint_filter, explain_lo
     pretrained_cfgs
 from .wrapper import WAEWrapper
 
-__all__ = ['WAE_MODEL_ARGS', 'PRETRAINED_TAGS', 'published_tags']
+__all__ = ['WAE_MODEL_ARGS', 'wrapper_cfg', 'build_wrapper', 'PRETRAINED_TAGS', 'published_tags']
 
 # reference WAE-VGG16 heads (authors' release): fc 1024-1024 on the low pool5,
 # fc 2048-2048 on both pool5 maps, dropout 0.5 after each hidden fc
@@ -32,7 +32,8 @@ WAE_MODEL_ARGS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def _cfg(**kwargs: Any) -> Dict[str, Any]:
+def wrapper_cfg(**kwargs: Any) -> Dict[str, Any]:
+    """The pretrained config of a :class:`WAEWrapper` model at 224 (``kwargs`` override entries)."""
     return {
         'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (4, 4),
         'crop_pct': 0.875, 'interpolation': 'bilinear',
@@ -46,7 +47,7 @@ def _cfg(**kwargs: Any) -> Dict[str, Any]:
 
 def _base_cfg(name: str) -> Dict[str, Any]:
     # pool_size: the final map at 224, whose branches see 112 (ConvNeXt's 4x4 stem floors 7/2)
-    return _cfg(pool_size=(3, 3)) if 'convnext' in name else _cfg()
+    return wrapper_cfg(pool_size=(3, 3)) if 'convnext' in name else wrapper_cfg()
 
 
 # 'arch.tag' -> where its weights live and whether they exist (see wae_timm.pretrained)
@@ -77,10 +78,14 @@ def _check_parsed_kwargs(kwargs: Dict[str, Any]) -> None:
                              f'(--model-kwargs values are Python literals, e.g. {name}=0.001)')
 
 
-def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+def build_wrapper(variant: str, model_args: Dict[str, Any], pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """A registered :class:`WAEWrapper` variant built by timm from its ``model_args`` (``kwargs`` override them).
+
+    ``pretrained=True`` fails before building when the variant's tag has no weights,
+    and load errors name the weight file (see :mod:`wae_timm.pretrained`).
+    """
     _check_parsed_kwargs(kwargs)
-    model_args = dict(WAE_MODEL_ARGS[variant], **kwargs)
-    # fail before building on a tag without weights; name the file in load errors
+    model_args = dict(model_args, **kwargs)
     source = prepare_pretrained(variant, model_args, PRETRAINED_TAGS) if pretrained else None
     with explain_load_errors(source):
         return build_model_with_cfg(
@@ -91,6 +96,14 @@ def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWra
             pretrained_filter_fn=checkpoint_filter(source) if source else None,
             **model_args,
         )
+
+
+def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    return build_wrapper(variant, WAE_MODEL_ARGS[variant], pretrained, **kwargs)
+
+
+def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    return build_wrapper(variant, WAE_MODEL_ARGS[variant], pretrained, **kwargs)
 
 
 @register_model
