@@ -4,14 +4,16 @@ After ``import wae_timm``, ``timm.list_models('wae_*')`` lists these and
 ``timm.create_model('wae_resnet50', num_classes=10)`` builds one. Each
 entrypoint is one line of arguments to :class:`~wae_timm.wrapper.WAEWrapper`.
 """
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from .pretrained import PretrainedTag, build_tags, checkpoint_filter, explain_load_errors, prepare_pretrained, \
+    pretrained_cfgs
 from .wrapper import WAEWrapper
 
-__all__ = ['WAE_MODEL_ARGS', 'wrapper_cfg', 'build_wrapper']
+__all__ = ['WAE_MODEL_ARGS', 'wrapper_cfg', 'build_wrapper', 'PRETRAINED_TAGS', 'published_tags']
 
 # reference WAE-VGG16 heads (authors' release): fc 1024-1024 on the low pool5,
 # fc 2048-2048 on both pool5 maps, dropout 0.5 after each hidden fc
@@ -43,9 +45,19 @@ def wrapper_cfg(**kwargs: Any) -> Dict[str, Any]:
     }
 
 
-# pool_size: the final map at 224, whose branches see 112 (ConvNeXt's 4x4 stem floors 7/2)
-default_cfgs = generate_default_cfgs({
-    name: wrapper_cfg(pool_size=(3, 3)) if 'convnext' in name else wrapper_cfg() for name in WAE_MODEL_ARGS})
+def _base_cfg(name: str) -> Dict[str, Any]:
+    # pool_size: the final map at 224, whose branches see 112 (ConvNeXt's 4x4 stem floors 7/2)
+    return wrapper_cfg(pool_size=(3, 3)) if 'convnext' in name else wrapper_cfg()
+
+
+# 'arch.tag' -> where its weights live and whether they exist (see wae_timm.pretrained)
+PRETRAINED_TAGS: Dict[str, PretrainedTag] = build_tags(list(WAE_MODEL_ARGS))
+default_cfgs = generate_default_cfgs(pretrained_cfgs(PRETRAINED_TAGS, _base_cfg))
+
+
+def published_tags() -> List[PretrainedTag]:
+    """Tags with weights: each has a Hub repo and a model card in ``model_cards/``."""
+    return [t for t in PRETRAINED_TAGS.values() if t.has_weights]
 
 
 # timm's train.py reads ``--model-kwargs k=v`` with ast.literal_eval and keeps
@@ -67,15 +79,24 @@ def _check_parsed_kwargs(kwargs: Dict[str, Any]) -> None:
 
 
 def build_wrapper(variant: str, model_args: Dict[str, Any], pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
-    """A registered :class:`WAEWrapper` variant built by timm from its ``model_args`` (``kwargs`` override them)."""
+    """A registered :class:`WAEWrapper` variant built by timm from its ``model_args`` (``kwargs`` override them).
+
+    ``pretrained=True`` fails before building when the variant's tag has no weights,
+    and load errors name the weight file (see :mod:`wae_timm.pretrained`).
+    """
     _check_parsed_kwargs(kwargs)
-    return build_model_with_cfg(
-        WAEWrapper, variant, pretrained,
-        # the default FeatureListNet rebuilds a model from its direct children,
-        # which cannot reach inside the branches: use forward_intermediates
-        feature_cfg=dict(feature_cls='getter'),
-        **dict(model_args, **kwargs),
-    )
+    model_args = dict(model_args, **kwargs)
+    source = prepare_pretrained(variant, model_args, PRETRAINED_TAGS) if pretrained else None
+    with explain_load_errors(source):
+        return build_model_with_cfg(
+            WAEWrapper, variant, pretrained,
+            # the default FeatureListNet rebuilds a model from its direct children,
+            # which cannot reach inside the branches: use forward_intermediates
+            feature_cfg=dict(feature_cls='getter'),
+            pretrained_filter_fn=checkpoint_filter(source) if source else None,
+            **model_args,
+        )
+
 
 
 def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:

@@ -1,0 +1,245 @@
+"""Pretrained tags, publishing and offline loading through timm's own machinery.
+
+A random-init wae_resnet18 (32x32, the fmnist tag's input) stands in for a
+trained checkpoint: it is saved as timm's train.py saves, published with the
+project's code into a temporary Hugging Face cache, and loaded back with
+HF_HUB_OFFLINE through create_model, 'hf-hub:' and torch.hub.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import timm
+import torch
+from huggingface_hub import constants as hf_constants
+from safetensors.torch import load_file, save_file
+
+import wae_timm
+from wae_timm.hub import export_checkpoint, find_tag, install_into_hf_cache, read_checkpoint, upload_folder
+from wae_timm.models import PRETRAINED_TAGS, published_tags
+from wae_timm.pretrained import CheckpointMismatchError, CorruptWeightsError, MissingWeightsError, \
+    NoPretrainedWeightsError
+
+REPO = Path(__file__).resolve().parents[1]
+TAG = 'wae_resnet18.fmnist'
+sys.path.insert(0, str(REPO / 'tools'))
+import push_to_hub  # noqa: E402
+
+
+class Payload:
+    """An arbitrary pickled object, as an unsafe checkpoint may hold: refused by weights_only=True."""
+
+
+def _outputs(model, x):
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+@pytest.fixture(scope='module')
+def published(tmp_path_factory):
+    """A train.py checkpoint published into a private HF cache; the model its EMA weights make."""
+    root = tmp_path_factory.mktemp('hub')
+    torch.manual_seed(0)
+    raw = timm.create_model(TAG)
+    ema = timm.create_model(TAG)
+    for p in ema.parameters():
+        p.data.add_(0.01)
+    checkpoint = root / 'model_best.pth.tar'
+    torch.save({'epoch': 3, 'arch': 'wae_resnet18', 'state_dict': raw.state_dict(),
+                'state_dict_ema': ema.state_dict(), 'optimizer': torch.optim.SGD(raw.parameters(), 0.1).state_dict(),
+                'args': argparse.Namespace(lr=0.1)}, checkpoint)
+    folder = export_checkpoint(checkpoint, TAG, root / 'out', results_dir=root / 'no_results')
+    cache = root / 'cache'
+    install_into_hf_cache(folder, find_tag(TAG).hf_hub_id, cache)
+    return dict(root=root, checkpoint=checkpoint, folder=folder, cache=cache, reference=ema)
+
+
+@pytest.fixture
+def offline_cache(published, monkeypatch):
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(published['cache']))
+    monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', True)
+    return published
+
+
+X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def test_every_model_has_tags_and_in1k_is_the_default():
+    for name in wae_timm.models.WAE_MODEL_ARGS:
+        assert f'{name}.in1k' in PRETRAINED_TAGS
+        assert timm.models.get_pretrained_cfg(name).tag == 'in1k'  # defaults stay 1000 classes at 224
+    assert timm.list_models('wae_*', pretrained=True) == sorted(t.name for t in published_tags())
+    cfg = timm.models.get_pretrained_cfg(TAG)
+    assert cfg.hf_hub_id == 'wae-timm/wae_resnet18.fmnist' and cfg.hf_hub_filename == 'model.safetensors'
+
+
+def test_tag_without_weights_raises_instead_of_random_init():
+    with pytest.raises(NoPretrainedWeightsError, match=r'wae_resnet50\.in1k has no pretrained weights.*not trained'):
+        timm.create_model('wae_resnet50', pretrained=True)
+    with pytest.raises(NoPretrainedWeightsError, match=r"wae_resnet18\.in1k.*'wae_resnet18\.fmnist'"):
+        timm.create_model('wae_resnet18.in1k', pretrained=True)
+
+
+def test_published_folder_is_timm_format_without_training_state(published):
+    folder = published['folder']
+    assert sorted(p.name for p in folder.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
+    config = json.loads((folder / 'config.json').read_text())
+    assert config['architecture'] == 'wae_resnet18' and config['num_classes'] == 10
+    assert config['model_args']['with_decoder'] is False  # fmnist tags are inference-only
+    assert config['pretrained_cfg']['tag'] == 'fmnist' and 'hf_hub_id' not in config['pretrained_cfg']
+    weights = load_file(folder / 'model.safetensors')
+    assert not any(k.startswith('wae.decode_') for k in weights)
+    torch.testing.assert_close(weights['head_low.fc.weight'], published['reference'].state_dict()['head_low.fc.weight'])
+    assert (folder / 'README.md').read_text().startswith('---\ntags:')
+
+
+def test_offline_round_trip_is_bit_identical(offline_cache):
+    expected = _outputs(offline_cache['reference'], X)
+    model = timm.create_model(TAG, pretrained=True)
+    assert not model.wae.has_decoder
+    assert torch.equal(_outputs(model, X), expected)
+    from_hub_name = timm.create_model(f'hf-hub:{find_tag(TAG).hf_hub_id}', pretrained=True)
+    assert torch.equal(_outputs(from_hub_name, X), expected)
+    from_torch_hub = torch.hub.load(str(REPO), 'wae_resnet18', source='local', pretrained=True, pretrained_cfg='fmnist')
+    assert torch.equal(_outputs(from_torch_hub, X), expected)
+
+
+def test_num_classes_and_in_chans_adaptation(offline_cache):
+    reference = offline_cache['reference'].state_dict()
+    model = timm.create_model(TAG, pretrained=True, num_classes=5, in_chans=1).eval()
+    state = model.state_dict()
+    assert model.head_low.fc.out_features == 5 and model.head_fusion.fc.out_features == 5
+    # timm's adapt_input_conv sums the RGB filters of the first conv for one channel
+    torch.testing.assert_close(state['wae.stem.0.weight'], reference['wae.stem.0.weight'].sum(1, keepdim=True))
+    for key in ('low.layer4.1.conv2.weight', 'high.layer1.0.bn1.running_var', 'wae.to_high.weight'):
+        assert torch.equal(state[key], reference[key])
+    assert model(torch.randn(1, 1, 32, 32)).shape == (1, 5)
+
+
+def test_missing_corrupt_and_foreign_files_name_the_file(published, tmp_path, monkeypatch):
+    monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path / 'empty'))
+    with pytest.raises(MissingWeightsError, match=r'model\.safetensors of Hub repo wae-timm/wae_resnet18\.fmnist'):
+        timm.create_model(TAG, pretrained=True)
+
+    corrupt = tmp_path / 'corrupt'
+    corrupt.mkdir()
+    for name in ('config.json', 'README.md'):
+        (corrupt / name).write_bytes((published['folder'] / name).read_bytes())
+    (corrupt / 'model.safetensors').write_bytes((published['folder'] / 'model.safetensors').read_bytes()[:5000])
+    install_into_hf_cache(corrupt, find_tag(TAG).hf_hub_id, tmp_path / 'corrupt_cache')
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path / 'corrupt_cache'))
+    with pytest.raises(CorruptWeightsError, match=r'cached at .*corrupt_cache.*model\.safetensors.*corrupt or truncated'):
+        timm.create_model(TAG, pretrained=True)
+
+    foreign = timm.create_model('wae_resnet34', num_classes=10, with_decoder=False).state_dict()
+    save_file({k: v.contiguous() for k, v in foreign.items()}, corrupt / 'model.safetensors')
+    install_into_hf_cache(corrupt, find_tag(TAG).hf_hub_id, tmp_path / 'foreign_cache')
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path / 'foreign_cache'))
+    with pytest.raises(CheckpointMismatchError, match=r'foreign_cache.*not a checkpoint of this wae_resnet18.*unexpected'):
+        timm.create_model(TAG, pretrained=True, num_classes=3)  # even when timm would load non-strictly
+
+
+def test_decoder_is_required_when_asked_for(offline_cache):
+    with pytest.raises(CheckpointMismatchError, match='no WAE decoder: build the model with with_decoder=False'):
+        timm.create_model(TAG, pretrained=True, with_decoder=True)
+
+
+def test_read_checkpoint_is_safe_and_picks_ema(published, tmp_path):
+    ckpt = published['checkpoint']
+    ema = read_checkpoint(ckpt)
+    raw = read_checkpoint(ckpt, use_ema=False)
+    key = 'head_low.fc.bias'
+    assert not torch.equal(ema[key], raw[key])
+    assert torch.equal(ema[key], published['reference'].state_dict()[key])
+
+    unsafe = tmp_path / 'unsafe.pth'
+    torch.save({'state_dict': {'a': torch.zeros(1)}, 'payload': Payload()}, unsafe)
+    with pytest.raises(ValueError, match=r'unsafe\.pth with weights_only=True'):
+        read_checkpoint(unsafe)
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        read_checkpoint(tmp_path / 'nope.pth')
+
+
+def test_export_refuses_foreign_checkpoint_and_non_empty_folder(published, tmp_path):
+    foreign = tmp_path / 'foreign.safetensors'
+    save_file(timm.create_model('wae_resnet34', num_classes=10).state_dict(), foreign)
+    with pytest.raises(ValueError, match='not a wae_resnet18'):
+        export_checkpoint(foreign, TAG, tmp_path / 'out', results_dir=tmp_path)
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        export_checkpoint(published['checkpoint'], TAG, published['folder'], results_dir=tmp_path)
+
+
+def test_push_tool_dry_run_and_upload_call(published, tmp_path):
+    safetensors_ckpt = tmp_path / 'weights.safetensors'
+    save_file(published['reference'].state_dict(), safetensors_ckpt)
+    out = tmp_path / 'folder'
+    with mock.patch('huggingface_hub.HfApi') as api_cls:
+        assert push_to_hub.main([str(safetensors_ckpt), TAG, '--out', str(out), '--dry-run']) == 0
+    api_cls.assert_not_called()
+    assert load_file(out / 'model.safetensors').keys() == load_file(published['folder'] / 'model.safetensors').keys()
+    with pytest.raises(FileExistsError):
+        push_to_hub.main([str(safetensors_ckpt), TAG, '--out', str(out), '--dry-run'])
+
+    api = mock.MagicMock()
+    api.create_repo.return_value = mock.Mock(repo_id='wae-timm/wae_resnet18.fmnist')
+    upload_folder(out, 'wae-timm/wae_resnet18.fmnist', api=api)
+    api.create_repo.assert_called_once_with('wae-timm/wae_resnet18.fmnist', private=False, exist_ok=True)
+    assert api.upload_folder.call_args.kwargs['folder_path'] == str(out)
+    with mock.patch('huggingface_hub.HfApi') as api_cls:
+        api_cls.return_value.create_repo.return_value = mock.Mock(repo_id='me/x')
+        push_to_hub.main([str(safetensors_ckpt), TAG, '--out', str(out), '--overwrite', '--repo-id', 'me/x'])
+    api_cls.return_value.upload_folder.assert_called_once()
+    assert api_cls.return_value.upload_folder.call_args.kwargs['repo_id'] == 'me/x'
+
+
+def test_offline_env_in_a_fresh_process(published):
+    """HF_HUB_OFFLINE / HF_HUB_CACHE as a user sets them: read by huggingface_hub at import."""
+    expected = _outputs(published['reference'], X)
+    torch.save(X, published['root'] / 'x.pt')
+    code = (
+        'import sys, timm, torch, wae_timm\n'
+        f"m = timm.create_model('hf-hub:wae-timm/{TAG}', pretrained=True).eval()\n"
+        f"x = torch.load(r'{published['root'] / 'x.pt'}', weights_only=True)\n"
+        f"with torch.no_grad(): torch.save(m(x), r'{published['root'] / 'y.pt'}')\n")
+    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HUB_CACHE=str(published['cache']), PYTHONPATH=str(REPO))
+    subprocess.run([sys.executable, '-c', code], env=env, check=True, cwd=published['root'])
+    assert torch.equal(torch.load(published['root'] / 'y.pt', weights_only=True), expected)
+
+
+def test_model_cards_exist_for_every_published_tag():
+    for tag in published_tags():
+        card = (REPO / 'model_cards' / f'{tag.name}.md').read_text()
+        metadata = card.split('---\n')[1]
+        assert 'library_name: timm' in metadata and f'- {tag.dataset}' in metadata and 'license:' in metadata
+        assert 'metrics:' in metadata
+        for section in ('## Usage', '## Accuracy', '## Measured speed', '## Training', '## Limitations', '@inproceedings'):
+            assert section in card
+
+
+def test_fashion_mnist_cfg_matches_the_training_inputs():
+    from wae_timm.training.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST, fashion_mnist_stats
+    cfg = timm.models.get_pretrained_cfg(TAG)
+    mean, std = fashion_mnist_stats()
+    assert cfg.mean == pytest.approx((mean,) * 3, abs=1e-4) and cfg.std == pytest.approx((std,) * 3, abs=1e-4)
+    assert cfg.label_names == FASHION_MNIST_CLASSES
+    assert cfg.input_size == tuple(FashionMNIST('test', indices=[0])[0][0].shape)
+
+
+def test_card_numbers_come_from_results_files(tmp_path):
+    from wae_timm.model_card import render_model_card
+    tag = find_tag(TAG)
+    card = render_model_card(tag, tmp_path)
+    assert 'Accuracy: not measured yet' in card and 'Speed-up: not measured yet' in card
+    (tmp_path / 'fashion_mnist_results.csv').write_text(
+        'key,label,top1,top5\nwae_stage3,"WAE, ours",91.37,99.81\nbackbone,backbone @32,92.05,99.9\nwavelet,x,1,2\n')
+    (tmp_path / 'benchmark_cpu.csv').write_text('model,backbone,input,median ms\nwae_resnet18,resnet18,224,12.5\n')
+    card = render_model_card(tag, tmp_path)
+    assert '| wae_stage3 | WAE, ours | 91.37 | 99.81 |' in card and '| backbone | backbone @32 | 92.05 | 99.9 |' in card
+    assert '| wavelet |' not in card  # only the rows the tag names
+    assert 'From `results/benchmark_cpu.csv`' in card and '| wae_resnet18 | resnet18 | 224 | 12.5 |' in card

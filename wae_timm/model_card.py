@@ -1,0 +1,168 @@
+"""Model cards (Hugging Face ``README.md`` with YAML metadata) for the published ``wae_*`` tags.
+
+Every number in a card is computed here or read from a ``results/`` file,
+never typed: parameters and fvcore GFLOPs are counted on the model itself,
+speed and accuracy are the rows of the ``results/*.csv`` files written by the
+benchmark and training tools that name the model. A file that does not exist
+yet gives "not measured yet". After new results are merged, one command
+brings every card up to date::
+
+    python tools/make_model_cards.py            # rewrites model_cards/<model>.<tag>.md
+    python tools/make_model_cards.py --check    # fails if a card is stale
+"""
+import csv
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple, Union
+
+import torch.nn as nn
+
+from .pretrained import PretrainedTag
+
+__all__ = ['render_model_card', 'write_model_cards', 'result_rows', 'ACCURACY_RESULTS', 'SPEED_RESULTS']
+
+PathLike = Union[str, Path]
+
+# results/ files a card reads, by the dataset a tag was trained on
+ACCURACY_RESULTS: Dict[str, Tuple[str, ...]] = {
+    'zalando-datasets/fashion_mnist': ('fashion_mnist*.csv', 'fmnist*.csv'),
+    'imagenet-1k': ('imagenet*.csv', 'in1k*.csv'),
+}
+SPEED_RESULTS: Tuple[str, ...] = ('speed*.csv', 'benchmark*.csv')
+_NAME_COLUMNS = ('key', 'model', 'architecture', 'name', 'tag', 'variant')
+
+CITATION = """@inproceedings{chen2018wae,
+  title={Learning a Wavelet-like Auto-Encoder to Accelerate Deep Neural Networks},
+  author={Chen, Tianshui and Lin, Liang and Zuo, Wangmeng and Luo, Xiaonan and Zhang, Lei},
+  booktitle={AAAI Conference on Artificial Intelligence},
+  year={2018}
+}"""
+
+_METHOD = (
+    'A Wavelet-like Auto-Encoder (WAE; Chen et al., AAAI 2018) splits the input image into two half-resolution '
+    '3-channel images: I_L, which carries the content, and I_H, high frequencies pushed towards zero energy by the '
+    'transform loss L_t = ||I - I\'||^2 + lambda ||I_H||^2. The backbone ({backbone}) runs on I_L at half '
+    'resolution; a copy with every width divided by 4 runs on I_H. One classifier scores the low features (s_L), '
+    'one the concatenated low and high features (s_c); the logits are (s_L + s_c) / 2.')
+
+
+def result_rows(results_dir: PathLike, patterns: Sequence[str], names: Sequence[str]) -> List[Tuple[Path, List[Dict[str, str]]]]:
+    """For each ``results_dir`` CSV matching ``patterns``: its rows whose model column is one of ``names``."""
+    found = []
+    files = sorted({p for pattern in patterns for p in Path(results_dir).glob(pattern)})
+    for path in files:
+        with path.open(newline='') as f:
+            rows = [r for r in csv.DictReader(f) if any(r.get(c) in names for c in _NAME_COLUMNS)]
+        if rows:
+            found.append((path, rows))
+    return found
+
+
+def _table(rows: List[Dict[str, str]]) -> str:
+    keys = list(rows[0])
+    lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
+    lines += ['| ' + ' | '.join(str(r.get(k, '')) for k in keys) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+
+def _results_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag, what: str) -> str:
+    found = result_rows(results_dir, patterns, (tag.name, tag.architecture) + tuple(tag.results_rows))
+    if not found:
+        wanted = ', '.join(f'results/{p}' for p in patterns)
+        return f'{what}: not measured yet (no row for {tag.name} in {wanted}).\n'
+    return '\n'.join(f'From `results/{path.name}`:\n\n{_table(rows)}\n' for path, rows in found)
+
+
+def _size_section(tag: PretrainedTag, model: nn.Module) -> str:
+    import timm
+    from .flops import count_flops, parameter_count
+    input_size = tuple(model.pretrained_cfg['input_size'])
+    backbone = timm.create_model(model.backbone_name, num_classes=model.num_classes)
+    wae_flops = count_flops(model, input_size).total / 1e9
+    backbone_flops = count_flops(backbone, input_size).total / 1e9
+    return (
+        f'| model | params (M) | GFLOPs at {input_size[1]}x{input_size[2]} (fvcore, batch 1) |\n|---|---|---|\n'
+        f'| {tag.name} (inference, no decoder) | {parameter_count(model) / 1e6:.2f} | {wae_flops:.3f} |\n'
+        f'| {model.backbone_name} (same input) | {parameter_count(backbone) / 1e6:.2f} | {backbone_flops:.3f} |\n\n'
+        f'FLOPs ratio {model.backbone_name} / {tag.architecture}: {backbone_flops / wae_flops:.2f}x '
+        '(fvcore counts one multiply-add as one FLOP).\n')
+
+
+def _metadata(tag: PretrainedTag) -> str:
+    return '\n'.join([
+        '---',
+        'tags:', '- image-classification', '- timm', '- wae', '- wavelet-like-autoencoder',
+        'library_name: timm',
+        'pipeline_tag: image-classification',
+        'license: apache-2.0',
+        'datasets:', f'- {tag.dataset}',
+        'metrics:', '- accuracy',
+        '---',
+    ])
+
+
+def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> str:
+    """The model card (``README.md``) of ``tag``, with every number computed or read from ``results_dir``."""
+    import timm
+    model = timm.create_model(tag.name, with_decoder=False)
+    cfg, backbone = model.pretrained_cfg, model.backbone_name
+    c, h, w = cfg['input_size']
+    decoder = ('keeps the WAE decoder, so stage-3 fine-tuning (classification + transform loss) can continue'
+               if tag.keeps_decoder else
+               'has no WAE decoder (inference only; the model builds without one)')
+    usage = (
+        '```python\nimport timm\nimport torch\nimport wae_timm  # registers the wae_* models with timm\n\n'
+        f"model = timm.create_model('{tag.name}', pretrained=True).eval()\n"
+        f"# or: timm.create_model('hf-hub:{tag.hf_hub_id}', pretrained=True)\n"
+        'config = timm.data.resolve_data_config({}, model=model)\n'
+        'transform = timm.data.create_transform(**config)\n'
+        f'logits = model(torch.randn(1, {c}, {h}, {w}))  # [1, {cfg["num_classes"]}]\n\n'
+        '# a new head: both classifiers are re-initialised, everything else loads\n'
+        f"model = timm.create_model('{tag.name}', pretrained=True, num_classes=5)\n```\n"
+        'Offline: with `HF_HUB_OFFLINE=1` the files are read from the Hugging Face cache.\n')
+    sections = [
+        _metadata(tag),
+        f'# Model card for {tag.name}\n',
+        _METHOD.format(backbone=backbone) + '\n',
+        f'Status: {tag.status}.\n',
+        '## Model details\n',
+        f'- **Architecture:** `{tag.architecture}` (backbone `{backbone}`), registered by `import wae_timm`',
+        f'- **Trained on:** {tag.dataset}',
+        f'- **Input:** {c}x{h}x{w}, mean {tuple(cfg["mean"])}, std {tuple(cfg["std"])}',
+        f'- **Classes:** {cfg["num_classes"]}',
+        f'- **Checkpoint:** `model.safetensors`; {decoder}',
+        f'- **Paper:** [{cfg["paper_name"]}](https://arxiv.org/abs/{cfg["paper_ids"].split(":")[-1]})\n',
+        '## Size and FLOPs\n',
+        _size_section(tag, model),
+        '## Usage\n',
+        usage,
+        '## Accuracy\n',
+        f'Measured on the {tag.dataset} test split' + (
+            f'; this checkpoint is row `{tag.results_rows[0]}`, the other rows are the comparisons.\n'
+            if tag.results_rows else '.\n'),
+        _results_section(results_dir, ACCURACY_RESULTS.get(tag.dataset, ()), tag, 'Accuracy'),
+        '## Measured speed\n',
+        _results_section(results_dir, SPEED_RESULTS, tag, 'Speed-up'),
+        '## Training\n',
+        f'{tag.training_command}\n',
+        '## Limitations\n',
+        f'- Trained only on {tag.dataset}; other data needs fine-tuning (num_classes=... re-initialises the heads).\n'
+        '- The speed-up of a WAE model over its backbone depends on the device and batch size: see the measured '
+        'speed above, not the FLOPs ratio.\n'
+        '- The WAE halves the resolution the backbone sees; fine detail that I_H does not carry is lost.\n',
+        '## Citation\n',
+        f'```bibtex\n{CITATION}\n```\n',
+    ]
+    return '\n'.join(sections)
+
+
+def write_model_cards(tags: Sequence[PretrainedTag], out_dir: PathLike = 'model_cards',
+                      results_dir: PathLike = 'results') -> List[Path]:
+    """Write ``out_dir/<model>.<tag>.md`` for each tag; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for tag in tags:
+        path = out_dir / f'{tag.name}.md'
+        path.write_text(render_model_card(tag, results_dir), encoding='utf-8')
+        paths.append(path)
+    return paths

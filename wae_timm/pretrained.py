@@ -1,0 +1,295 @@
+"""Pretrained tags of the ``wae_*`` models, and weight loading that says what went wrong.
+
+Every model has timm-style tags (``wae_resnet50.in1k``, ``wae_resnet18.fmnist``).
+A tag with weights points its ``pretrained_cfg`` at a Hugging Face Hub repo
+``wae-timm/<model>.<tag>`` holding ``model.safetensors`` and ``config.json``
+(written by :mod:`wae_timm.hub`), so ``timm.create_model(name, pretrained=True)``
+downloads and loads them with timm's own ``build_model_with_cfg`` /
+``load_pretrained``: HF cache, ``HF_HUB_OFFLINE``, ``num_classes`` and
+``in_chans`` adaptation included. Only ``model.safetensors`` is ever read
+from the Hub (``hf_hub_filename`` is pinned).
+
+A tag without trained weights (the ImageNet tags: the recipe is ready, the
+weights are not trained) has no weight source in its cfg, only a note; asking
+for ``pretrained=True`` on it raises :class:`NoPretrainedWeightsError`
+instead of returning random weights.
+
+timm's loader reports a missing, corrupt or foreign checkpoint with errors that
+name neither the file nor the model; :func:`explain_load_errors` and
+:func:`checkpoint_filter` turn those into errors that name both.
+"""
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag', 'FASHION_MNIST_LABELS',
+    'build_tags', 'pretrained_cfgs', 'WeightsSource', 'prepare_pretrained',
+    'checkpoint_filter', 'explain_load_errors', 'state_dict_mismatch', 'drop_decoder',
+    'NoPretrainedWeightsError', 'MissingWeightsError', 'CorruptWeightsError', 'CheckpointMismatchError',
+]
+
+HF_ORG = 'wae-timm'
+WEIGHTS_FILENAME = 'model.safetensors'  # timm's HF_SAFE_WEIGHTS_NAME
+DECODER_PREFIX = 'wae.decode_'  # WAEWrapper keys of the WAE decoder
+
+FASHION_MNIST_LABELS = (
+    'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
+
+
+class NoPretrainedWeightsError(RuntimeError):
+    """``pretrained=True`` on a tag whose weights do not exist (yet)."""
+
+
+class MissingWeightsError(FileNotFoundError):
+    """The weight file is neither reachable on the Hub nor in the local HF cache."""
+
+
+class CorruptWeightsError(ValueError):
+    """The weight file exists but is not a readable safetensors file."""
+
+
+class CheckpointMismatchError(ValueError):
+    """The weight file belongs to another architecture or configuration."""
+
+
+@dataclass(frozen=True)
+class PretrainedTag:
+    """One ``<architecture>.<tag>``: what it was trained on, and whether its weights exist.
+
+    Args:
+        architecture: registered model name (``wae_resnet18``).
+        tag: timm pretrained tag (``fmnist``).
+        dataset: Hugging Face dataset id of the training data (model-card metadata).
+        status: one line for the README / error messages.
+        has_weights: the Hub repo holds (or is meant to hold) trained weights; tags
+            without are listed but ``pretrained=True`` raises.
+        keeps_decoder: the checkpoint keeps the WAE decoder. Tags meant as a start for
+            further stage-3 fine-tuning (the ImageNet tags) keep it; tags that are final
+            classifiers (Fashion-MNIST) drop it, and their models build without one.
+        cfg: entries of the pretrained cfg that differ from the model's default.
+        training_command: how the weights were (or are to be) trained, for the model card.
+        results_rows: the rows of the ``results/`` files a model card shows (matched on their
+            ``key`` / ``model`` column): this checkpoint's row first, then the comparisons.
+    """
+    architecture: str
+    tag: str
+    dataset: str
+    status: str
+    has_weights: bool
+    keeps_decoder: bool
+    cfg: Mapping[str, Any] = field(default_factory=dict)
+    training_command: str = ''
+    results_rows: Tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f'{self.architecture}.{self.tag}'
+
+    @property
+    def hf_hub_id(self) -> str:
+        return f'{HF_ORG}/{self.name}'
+
+    def pretrained_cfg(self, base_cfg: Mapping[str, Any]) -> Dict[str, Any]:
+        """The tag's full pretrained cfg: ``base_cfg`` with the tag's entries and weight source."""
+        cfg = dict(base_cfg, **self.cfg)
+        if self.has_weights:
+            cfg.update(hf_hub_id=self.hf_hub_id, hf_hub_filename=WEIGHTS_FILENAME)
+        else:
+            cfg['notes'] = (f'no weights: {self.status}',)
+        return cfg
+
+
+def _imagenet_tag(architecture: str) -> PretrainedTag:
+    return PretrainedTag(
+        architecture, 'in1k', dataset='imagenet-1k',
+        status='recipe ready, weights not trained', has_weights=False, keeps_decoder=True,
+        training_command='see README "Training": stage 1 (tools/train_wae.py), then timm train.py '
+                         '--device-modules wae_timm for stages 2 and 3')
+
+
+# Fashion-MNIST classifiers from the reproduction, published with tools/push_to_hub.py.
+# Inputs as wae_timm.training.FashionMNIST makes them: the 28x28 grey images zero-padded
+# to 32x32, repeated to 3 channels, normalised with the training split's pixel mean / std
+# (fashion_mnist_stats(); tests check these constants against it).
+_FASHION_MNIST_CFG = dict(
+    num_classes=10, input_size=(3, 32, 32), pool_size=(1, 1), crop_pct=1.0, interpolation='bilinear',
+    mean=(0.28604,) * 3, std=(0.35302,) * 3, label_names=FASHION_MNIST_LABELS)
+# add an architecture here when the reproduction publishes a checkpoint of it
+_FASHION_MNIST_ARCHITECTURES = ('wae_resnet18',)
+
+
+def _fashion_mnist_tag(architecture: str) -> PretrainedTag:
+    return PretrainedTag(
+        architecture, 'fmnist', dataset='zalando-datasets/fashion_mnist',
+        status='trained by the Fashion-MNIST reproduction; published with tools/push_to_hub.py',
+        has_weights=True, keeps_decoder=False, cfg=_FASHION_MNIST_CFG,
+        training_command=(
+            '`python tools/reproduce_fashion_mnist.py` (the exact configuration of the run is in '
+            '`results/fashion_mnist.md`): stage 1 WAE, stage 2 with the WAE frozen, stage 3 joint with gamma = 0.001; '
+            'then `python tools/push_to_hub.py output/fashion_mnist/fashion_mnist_wae_stage3.safetensors '
+            f'{architecture}.fmnist --out hub/{architecture}.fmnist`'),
+        # rows of results/fashion_mnist_results.csv: the stage-3 WAE (this checkpoint), the
+        # backbone at full resolution and at half resolution
+        results_rows=('wae_stage3', 'backbone', 'resize'))
+
+
+def build_tags(architectures: Sequence[str]) -> Dict[str, PretrainedTag]:
+    """Every tag of ``architectures``, by ``'arch.tag'`` name: an ImageNet tag for each, Fashion-MNIST for some."""
+    tags = [_fashion_mnist_tag(a) for a in _FASHION_MNIST_ARCHITECTURES if a in architectures]
+    tags += [_imagenet_tag(a) for a in architectures]
+    return {t.name: t for t in tags}
+
+
+def pretrained_cfgs(
+        tags: Mapping[str, PretrainedTag],
+        base_cfg: Callable[[str], Dict[str, Any]],
+) -> Dict[str, Dict[str, Any]]:
+    """``{'arch.tag': cfg}`` for timm's ``generate_default_cfgs``; ``base_cfg(arch)`` is the model's default.
+
+    The ImageNet tag is every model's default (``wae_resnet50`` means
+    ``wae_resnet50.in1k``: 1000 classes at 224), even where another tag has
+    weights. timm makes the first tag *with weights* the default unless a tag
+    marked ``*`` comes later, so the other tags are listed first.
+    """
+    ordered = sorted(tags.values(), key=lambda t: t.tag == 'in1k')
+    return {t.name + ('*' if t.tag == 'in1k' else ''): t.pretrained_cfg(base_cfg(t.architecture)) for t in ordered}
+
+
+# ----------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where ``pretrained=True`` reads a model's weights from, for error messages."""
+    name: str  # 'wae_resnet18.fmnist', or the architecture for an untagged source
+    hf_hub_id: Optional[str] = None
+    filename: str = WEIGHTS_FILENAME
+    file: Optional[str] = None
+    url: Optional[str] = None
+    cache_dir: Optional[str] = None
+
+    def cached_path(self) -> Optional[str]:
+        """The weight file's path in the local HF cache, if it is there."""
+        if self.hf_hub_id is None:
+            return None
+        from huggingface_hub import try_to_load_from_cache
+        repo_id, _, revision = self.hf_hub_id.partition('@')
+        path = try_to_load_from_cache(repo_id, self.filename, cache_dir=self.cache_dir, revision=revision or None)
+        return path if isinstance(path, str) else None
+
+    def describe(self) -> str:
+        if self.file:
+            return f'weight file {self.file}'
+        if self.url:
+            return f'weight url {self.url}'
+        where = self.cached_path()
+        located = f' (cached at {where})' if where else ''
+        return f'{self.filename} of Hub repo {self.hf_hub_id}{located}'
+
+
+def prepare_pretrained(variant: str, kwargs: Dict[str, Any], tags: Mapping[str, PretrainedTag]) -> WeightsSource:
+    """Check that ``pretrained=True`` can be honoured before a model is built; say where from.
+
+    ``kwargs`` are the entrypoint's keyword arguments (with timm's
+    ``pretrained_cfg`` / ``pretrained_cfg_overlay`` / ``cache_dir``). A tag
+    whose checkpoint has no decoder makes the model build without one unless
+    ``with_decoder`` is given, so that nothing is left at random init.
+    """
+    from timm.models import resolve_pretrained_cfg
+    cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+    name = f'{variant}.{cfg.tag}' if cfg.tag else variant
+    if not cfg.has_weights:
+        with_weights = [t.name for t in tags.values() if t.architecture == variant and t.has_weights]
+        why = '; '.join(cfg.notes or ()) or 'no weight source in its pretrained_cfg'
+        raise NoPretrainedWeightsError(
+            f'{name} has no pretrained weights ({why}). Use pretrained=False for random init'
+            + (f', or a tag with weights: {with_weights}' if with_weights else '') + '.')
+    tag = tags.get(name)
+    if tag is not None and not cfg.file and not cfg.url and cfg.hf_hub_id == tag.hf_hub_id and not tag.keeps_decoder:
+        kwargs.setdefault('with_decoder', False)
+    cache_dir = kwargs.get('cache_dir')
+    return WeightsSource(
+        name, hf_hub_id=cfg.hf_hub_id, filename=cfg.hf_hub_filename or WEIGHTS_FILENAME,
+        file=cfg.file, url=cfg.url, cache_dir=str(cache_dir) if cache_dir else None)
+
+
+def _adaptable_keys(model: nn.Module) -> set:
+    """Weights timm's ``load_pretrained`` may legitimately reshape: classifiers and the first conv."""
+    cfg = getattr(model, 'pretrained_cfg', {})
+    names = cfg.get('classifier') or ()
+    names = (names,) if isinstance(names, str) else tuple(names)
+    keys = {f'{n}.{p}' for n in names for p in ('weight', 'bias')}
+    if cfg.get('first_conv'):
+        keys.add(f"{cfg['first_conv']}.weight")
+    return keys
+
+
+def drop_decoder(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A model's state dict without the WAE decoder (used by the transform loss only)."""
+    return {k: v for k, v in state_dict.items() if not k.startswith(DECODER_PREFIX)}
+
+
+def state_dict_mismatch(
+        expected: Mapping[str, torch.Tensor],
+        found: Mapping[str, torch.Tensor],
+        adaptable: Collection[str] = (),
+) -> str:
+    """What keeps ``found`` from loading where ``expected`` is ('' if nothing); ``adaptable`` keys may change shape."""
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    reshaped = sorted(
+        f'{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}'
+        for k in expected.keys() & found.keys() if k not in adaptable and found[k].shape != expected[k].shape)
+    if not (missing or unexpected or reshaped):
+        return ''
+    hint = ''
+    if missing and all(k.startswith(DECODER_PREFIX) for k in missing):
+        hint = ' The checkpoint has no WAE decoder: build the model with with_decoder=False.'
+    return (f'{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, '
+            f'{len(reshaped)} with other shapes {reshaped[:3]}.{hint}')
+
+
+def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor], nn.Module], Dict[str, torch.Tensor]]:
+    """A ``pretrained_filter_fn`` that refuses a checkpoint of another model, naming the file.
+
+    timm loads non-strictly whenever it drops the classifiers, so without this a
+    foreign checkpoint would leave missing layers at random init silently. A
+    checkpoint's decoder is dropped when the model was built without one.
+    """
+    def check(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+        if not getattr(getattr(model, 'wae', None), 'has_decoder', True):
+            state_dict = drop_decoder(state_dict)
+        problem = state_dict_mismatch(model.state_dict(), state_dict, _adaptable_keys(model))
+        if problem:
+            architecture = getattr(model, 'pretrained_cfg', {}).get('architecture', type(model).__name__)
+            raise CheckpointMismatchError(f'{source.describe()} is not a checkpoint of this {architecture} model: {problem}')
+        return state_dict
+    return check
+
+
+@contextlib.contextmanager
+def explain_load_errors(source: Optional[WeightsSource]) -> Iterator[None]:
+    """Re-raise the errors of an unreachable or unreadable weight file with its name and the fix."""
+    if source is None:
+        yield
+        return
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+    from safetensors import SafetensorError
+    try:
+        yield
+    except (EntryNotFoundError, RepositoryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError) as err:
+        raise MissingWeightsError(
+            f'pretrained weights of {source.name} not found: {source.describe()} is neither reachable on the Hub '
+            f'nor in the local Hugging Face cache ({type(err).__name__}). Online, check the repo id; offline '
+            '(HF_HUB_OFFLINE=1), put the files in the cache first, e.g. with '
+            'tools/push_to_hub.py --to-cache on a published folder.') from err
+    except SafetensorError as err:
+        raise CorruptWeightsError(
+            f'pretrained weights of {source.name}: {source.describe()} is not a readable safetensors file '
+            f'({err}); it is corrupt or truncated: delete it and download it again.') from err
+    except FileNotFoundError as err:
+        if source.file and not str(err):  # timm raises a bare FileNotFoundError for a missing file
+            raise MissingWeightsError(f'pretrained weights of {source.name}: {source.describe()} does not exist') from err
+        raise

@@ -1,0 +1,102 @@
+"""The stage-1 WAE weights shipped inside the package, and how they were made.
+
+``wae_timm/weights/<name>.safetensors`` holds a :class:`WaveletLikeAutoEncoder`
+(encoder and decoder) trained with the transform loss on crops of real
+photographs (:mod:`wae_timm.photographs`); ``<name>.json`` beside it records
+the exact command, data and settings. Any model starts from it with
+``timm.create_model('wae_resnet50', wae_weights='<name>')`` or
+``WAEWrapper(..., wae_weights='<name>')``.
+
+The paper's stage-1 recipe (SGD, lr 1e-6, batch 4, ~20 ImageNet epochs) is far
+too slow for a short CPU run; :func:`train_on_photographs` uses Adam, whose
+steps do not depend on the scale of the summed loss, with a cosine decay.
+"""
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from .autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
+from .photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops
+
+__all__ = ['train_on_photographs', 'ship_weights', 'shipped_provenance']
+
+
+def train_on_photographs(
+        photos: Sequence[Path],
+        epochs: int = 20,
+        crops_per_epoch: int = 1024,
+        batch_size: int = 8,
+        crop: int = 128,
+        lr: float = 1e-3,
+        min_lr: float = 1e-5,
+        energy_weight: float = 1.0,
+        seed: int = 0,
+        init: Optional[str] = None,
+        progress: bool = True,
+) -> tuple:
+    """Stage 1 on random crops of ``photos``: Adam + cosine decay over ``epochs``; returns ``(wae, history)``.
+
+    ``init`` continues from earlier weights (a shipped name or a ``.safetensors`` path)
+    instead of the Xavier initialisation.
+    """
+    from timm.scheduler import CosineLRScheduler
+    from .training import autoencoder_loss, fit
+    torch.manual_seed(seed)
+    wae = WaveletLikeAutoEncoder()
+    if init:
+        load_wae_weights(wae, init)
+    loader = DataLoader(PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch), batch_size=batch_size,
+                        shuffle=False, num_workers=0, drop_last=True)
+    optimizer = torch.optim.Adam(wae.parameters(), lr=lr)
+    scheduler = CosineLRScheduler(optimizer, t_initial=epochs, lr_min=min_lr)
+
+    def loss_fn(model, x, y):
+        return autoencoder_loss(model, x, y, energy_weight=energy_weight)
+
+    history = fit(wae, loader, optimizer, epochs=epochs, loss_fn=loss_fn, lr_scheduler=scheduler, progress=progress)
+    return wae.eval(), history
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        return subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def ship_weights(
+        wae: WaveletLikeAutoEncoder,
+        name: str,
+        provenance: Dict[str, Any],
+        weights_dir: Path = SHIPPED_WEIGHTS_DIR,
+        overwrite: bool = False,
+) -> Path:
+    """Write ``weights_dir/<name>.safetensors`` (via the trainer's ``save_wae``) and ``<name>.json``."""
+    from .training import save_wae
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    path = save_wae(wae, weights_dir / f'{name}.safetensors', overwrite=overwrite)
+    record = dict(provenance, name=name, held_out_photographs=list(HELD_OUT_PHOTOGRAPHS), git_commit=_git_commit(),
+                  torch=torch.__version__, python=platform.python_version(),
+                  parameters=sum(p.numel() for p in wae.parameters()))
+    (weights_dir / f'{name}.json').write_text(json.dumps(record, indent=2) + '\n')
+    return path
+
+
+def shipped_provenance(name: str, weights_dir: Path = SHIPPED_WEIGHTS_DIR) -> Dict[str, Any]:
+    """The provenance record of shipped weights ``name``."""
+    path = weights_dir / f'{name}.json'
+    if not path.is_file():
+        raise FileNotFoundError(f'no provenance for shipped WAE weights {name!r} ({path})')
+    return json.loads(path.read_text())
+
+
+def history_summary(history: List[Dict[str, float]]) -> List[Dict[str, float]]:
+    """Per-epoch ``loss`` / ``energy`` / ``lr`` rounded for the provenance file."""
+    keys = ('epoch', 'loss', 'energy', 'lr')
+    return [{k: round(float(h[k]), 6) for k in keys if k in h} for h in history]
