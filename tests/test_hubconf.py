@@ -8,7 +8,10 @@ import hubconf
 import wae_timm
 
 REPO = str(Path(__file__).resolve().parents[1])
-MODEL_NAMES = sorted(wae_timm.models.WAE_MODEL_ARGS)
+MODEL_NAMES = sorted([*wae_timm.models.WAE_MODEL_ARGS, *wae_timm.baselines.BASELINE_MODEL_ARGS])
+# loading every baseline adds little: one model per baseline kind, on the smallest backbone
+LOADED_NAMES = sorted(wae_timm.models.WAE_MODEL_ARGS) + [
+    f'{kind}_resnet18' for kind in wae_timm.baselines.BASELINE_CHANGES]
 
 
 def test_hub_exposes_exactly_the_registered_models():
@@ -18,7 +21,7 @@ def test_hub_exposes_exactly_the_registered_models():
         assert getattr(hubconf, name).__doc__  # what torch.hub.help shows
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize('name', LOADED_NAMES)
 def test_hub_load_local(name):
     model = torch.hub.load(REPO, name, source='local', num_classes=10)
     assert isinstance(model, wae_timm.WAEWrapper)

@@ -11,7 +11,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from .wrapper import WAEWrapper
 
-__all__ = ['WAE_MODEL_ARGS']
+__all__ = ['WAE_MODEL_ARGS', 'wrapper_cfg', 'build_wrapper']
 
 # reference WAE-VGG16 heads (authors' release): fc 1024-1024 on the low pool5,
 # fc 2048-2048 on both pool5 maps, dropout 0.5 after each hidden fc
@@ -30,7 +30,8 @@ WAE_MODEL_ARGS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def _cfg(**kwargs: Any) -> Dict[str, Any]:
+def wrapper_cfg(**kwargs: Any) -> Dict[str, Any]:
+    """The pretrained config of a :class:`WAEWrapper` model at 224 (``kwargs`` override entries)."""
     return {
         'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (4, 4),
         'crop_pct': 0.875, 'interpolation': 'bilinear',
@@ -44,18 +45,22 @@ def _cfg(**kwargs: Any) -> Dict[str, Any]:
 
 # pool_size: the final map at 224, whose branches see 112 (ConvNeXt's 4x4 stem floors 7/2)
 default_cfgs = generate_default_cfgs({
-    name: _cfg(pool_size=(3, 3)) if 'convnext' in name else _cfg() for name in WAE_MODEL_ARGS})
+    name: wrapper_cfg(pool_size=(3, 3)) if 'convnext' in name else wrapper_cfg() for name in WAE_MODEL_ARGS})
 
 
-def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
-    model_args = dict(WAE_MODEL_ARGS[variant], **kwargs)
+def build_wrapper(variant: str, model_args: Dict[str, Any], pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """A registered :class:`WAEWrapper` variant built by timm from its ``model_args`` (``kwargs`` override them)."""
     return build_model_with_cfg(
         WAEWrapper, variant, pretrained,
         # the default FeatureListNet rebuilds a model from its direct children,
         # which cannot reach inside the branches: use forward_intermediates
         feature_cfg=dict(feature_cls='getter'),
-        **model_args,
+        **dict(model_args, **kwargs),
     )
+
+
+def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    return build_wrapper(variant, WAE_MODEL_ARGS[variant], pretrained, **kwargs)
 
 
 @register_model
