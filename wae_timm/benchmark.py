@@ -158,6 +158,7 @@ def prepare_entries(
         device: torch.device,
         create: Callable[[str], nn.Module],
         warmup: int = 3,
+        progress: bool = True,
 ) -> List[Entry]:
     """Build, prepare and warm up every (candidate, step); check each step's outputs against eager.
 
@@ -166,8 +167,11 @@ def prepare_entries(
     (steps change models in place), so all steps share the same weights. The first step of each candidate must be ``'eager'``: it gives the
     reference outputs.
     """
+    from tqdm import tqdm
     entries = []
     generator = torch.Generator().manual_seed(0)
+    bar = tqdm(total=sum(len(steps_for(c)) for c in candidates), desc=f'prepare batch {batch_size}',
+               disable=not progress)
     for candidate in candidates:
         x = torch.randn(batch_size, 3, candidate.input_size, candidate.input_size, generator=generator).to(device)
         reference: Optional[torch.Tensor] = None
@@ -180,7 +184,8 @@ def prepare_entries(
             forward = prepare_for_inference(model, **args)
             inputs = x.contiguous(memory_format=torch.channels_last) if args['channels_last'] else x
             with torch.inference_mode():
-                for _ in range(warmup):
+                # eager needs one call to fill oneDNN's primitive cache; graph backends optimise on later calls
+                for _ in range(warmup if args['backend'] != 'eager' else 1):
                     out = forward(inputs)
             if device.type == 'cuda':
                 torch.cuda.synchronize(device)
@@ -189,6 +194,8 @@ def prepare_entries(
             entry = Entry(candidate, step, forward, inputs)
             entry.max_abs_diff = float((out.float() - reference).abs().max())
             entries.append(entry)
+            bar.update()
+    bar.close()
     return entries
 
 
@@ -237,7 +244,7 @@ def run_benchmark(
         backbones: Sequence[str] = ('resnet50', 'vgg16'),
         batch_sizes: Sequence[int] = (1, 32),
         rounds: Optional[Dict[int, int]] = None,
-        backend: str = 'compile',
+        backend: str = 'jit',
         ablation_batch_sizes: Sequence[int] = (1,),
         device: str = 'cpu',
         warmup: int = 3,
@@ -252,7 +259,7 @@ def run_benchmark(
     backbone at 224 and the WAE model also run every intermediate step of
     :data:`STEPS` (or those named in ``steps``) at ``ablation_batch_sizes``
     (the ablation). Each batch size is one interleaved phase;
-    ``rounds[batch_size]`` calls per entry (default 20 at batch 1, 3 otherwise).
+    ``rounds[batch_size]`` calls per entry (default 10 at batch 1, 2 otherwise).
     ``candidates`` replaces the :func:`default_candidates` of ``backbones``.
     """
     import timm
@@ -269,8 +276,8 @@ def run_benchmark(
                 return list(steps or STEPS)
             return [EAGER, final_step]
 
-        entries = prepare_entries(candidates, steps_for, batch_size, torch_device, create, warmup)
-        count = (rounds or {}).get(batch_size, 20 if batch_size == 1 else 3)
+        entries = prepare_entries(candidates, steps_for, batch_size, torch_device, create, warmup, progress)
+        count = (rounds or {}).get(batch_size, 10 if batch_size == 1 else 2)
         time_entries(entries, count, progress, desc=f'batch {batch_size}')
         rows += summarise(entries, batch_size)
         del entries
@@ -303,23 +310,20 @@ TARGETS: Tuple[Target, ...] = (
 )
 
 
-def check_targets(rows: Sequence[TimingRow], final_step: str, targets: Sequence[Target] = TARGETS) -> List[dict]:
-    """For each target found in ``rows``: the speed-up eager vs eager, both optimised (the fair
-    headline), and WAE optimised vs eager backbone, and whether the fair one meets the target."""
+def check_targets(rows: Sequence[TimingRow], targets: Sequence[Target] = TARGETS) -> List[dict]:
+    """For each target and each optimisation step that both models ran: the fair speed-up (both at
+    that step), the speed-up of the WAE model at that step over the eager backbone, and whether
+    the fair one meets the target. The eager step gives the straightforward build's speed-up."""
     results = []
     for t in targets:
-        def row(step: str) -> Optional[TimingRow]:
-            return next((r for r in rows if r.model == t.model and r.step == step and r.batch_size == t.batch_size
-                         and r.backbone == t.backbone), None)
-        eager, optimised = row(EAGER), row(final_step)
-        if eager is None or optimised is None:
-            continue
-        results.append(dict(
-            model=t.model, backbone=t.backbone, batch_size=t.batch_size, metric=t.metric,
-            required=t.required, paper=t.paper,
-            both_eager=eager.speedup_same_step, both_optimised=optimised.speedup_same_step,
-            wae_optimised_vs_backbone_eager=optimised.speedup_vs_eager_backbone,
-            met=optimised.speedup_same_step >= t.required))
+        mine = [r for r in rows if r.model == t.model and r.batch_size == t.batch_size and r.backbone == t.backbone]
+        for r in mine:
+            if r.speedup_same_step != r.speedup_same_step:  # NaN: the backbone did not run this step
+                continue
+            results.append(dict(
+                model=t.model, backbone=t.backbone, batch_size=t.batch_size, metric=t.metric,
+                required=t.required, paper=t.paper, step=r.step, both_same_step=r.speedup_same_step,
+                wae_vs_eager_backbone=r.speedup_vs_eager_backbone, met=r.speedup_same_step >= t.required))
     return results
 
 
@@ -367,16 +371,16 @@ def _table(header: Sequence[str], lines: Sequence[Sequence[object]]) -> str:
 def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step: str, command: str) -> str:
     """The markdown report: machine, target check, main table (eager vs optimised), ablation."""
     parts = ['## Machine', '', _table(['', ''], list(env.items())), '', f'Regenerate: `{command}`', '']
-    targets = check_targets(rows, final_step)
+    targets = check_targets(rows)
     if targets:
         parts += ['## Targets (speed-up of the WAE model over its backbone at 224, ratio of medians)', '',
-                  f'"both optimised" = both models run `{final_step}`; this is the fair, headline ratio.', '',
-                  _table(['model', 'vs', 'batch', 'metric', 'target', 'paper', 'both eager', 'both optimised',
-                          'WAE optimised vs backbone eager', 'target met (fair)'],
-                         [[t['model'], t['backbone'], t['batch_size'], t['metric'], f"{t['required']:.2f}x",
-                           'n/a' if t['paper'] is None else f"{t['paper']:.2f}x", f"{t['both_eager']:.2f}x",
-                           f"{t['both_optimised']:.2f}x", f"{t['wae_optimised_vs_backbone_eager']:.2f}x",
-                           'yes' if t['met'] else 'NO'] for t in targets]), '']
+                  '"both at this step" is the fair ratio: the backbone got the same optimisations. '
+                  '"vs eager backbone" pits the optimised WAE model against the unoptimised backbone.', '',
+                  _table(['model', 'vs', 'batch', 'metric', 'step', 'target', 'paper', 'both at this step',
+                          'vs eager backbone', 'target met (fair)'],
+                         [[t['model'], t['backbone'], t['batch_size'], t['metric'], t['step'], f"{t['required']:.2f}x",
+                           'n/a' if t['paper'] is None else f"{t['paper']:.2f}x", f"{t['both_same_step']:.2f}x",
+                           f"{t['wae_vs_eager_backbone']:.2f}x", 'yes' if t['met'] else 'NO'] for t in targets]), '']
     for batch_size in sorted({r.batch_size for r in rows}):
         main = [r for r in rows if r.batch_size == batch_size and r.step in (EAGER, final_step)]
         if batch_size == 1:
