@@ -28,6 +28,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              'the WAE model run both backends in the batch-1 ablation)')
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda' or 'auto' (CUDA when present)")
     parser.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
+    parser.add_argument('--clock', choices=['wall', 'thread'], default='wall',
+                        help="CPU timer: wall time, or the calling thread's CPU time (robust on a shared "
+                             "machine; use with --threads 1)")
     parser.add_argument('--out-dir', type=Path, default=Path('results'))
     parser.add_argument('--name', default='', help='file name stem (default: benchmark_<device>)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing result files')
@@ -54,9 +57,11 @@ def main(argv=None) -> None:
         sys.exit(f'error: {err}')
     rounds = dict(zip(args.batch_sizes, args.rounds)) if args.rounds else None
     rows = run_benchmark(args.backbones, args.batch_sizes, rounds, args.backend, device=device,
-                         warmup=args.warmup, progress=not args.no_progress)
+                         warmup=args.warmup, progress=not args.no_progress, clock=args.clock)
     command = 'PYTHONPATH=. python tools/benchmark.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
-    paths = write_results(rows, args.out_dir, name, environment(device), optimised_step(args.backend),
+    env = environment(device)
+    env['timer'] = 'CUDA events' if device.startswith('cuda') else f'{args.clock} clock'
+    paths = write_results(rows, args.out_dir, name, env, optimised_step(args.backend),
                           command.strip(), overwrite=args.overwrite)
     print(paths['md'].read_text())
     print('wrote', ', '.join(str(p) for p in paths.values()))
