@@ -104,6 +104,11 @@ class WaveletLikeAutoEncoder(nn.Module):
     def has_decoder(self) -> bool:
         return self.decode_low is not None
 
+    def remove_decoder(self) -> None:
+        """Drop the decoder (training-only) to free its memory; ``decode`` then raises."""
+        self.decode_low = None
+        self.decode_high = None
+
     def init_weights(self) -> None:
         """Xavier initialisation, as in the paper's stage 1."""
         for m in self.modules():

@@ -33,6 +33,7 @@ from .autoencoder import load_wae_weights, transform_loss
 from .auxiliary_loss import attach_auxiliary_loss
 from .checks import MIN_INPUT_SIZE, check_image_batch
 from .decomposition import create_decomposition
+from .inference import fold_batchnorms
 from .width_scaling import create_trunk, create_width_scaled, prepare_trunk
 
 __all__ = ['WAEWrapper', 'WAEOutput', 'BranchClassifier']
@@ -156,6 +157,7 @@ class WAEWrapper(nn.Module):
         self.last_transform_loss: Optional[torch.Tensor] = None  # for logging in training scripts
         self.global_pool = global_pool
         self.grad_checkpointing = False
+        self.inference_only = False  # set by fuse_for_inference
         if global_pool == '' and num_classes > 0:
             raise ValueError("global_pool='' returns unpooled feature maps and needs num_classes=0, "
                              f'got num_classes={num_classes}')
@@ -280,6 +282,31 @@ class WAEWrapper(nn.Module):
     def _heads(self) -> List[nn.Module]:
         return [self.head_low, self.head_fusion] if self.fusion else [self.head_low]
 
+    @torch.jit.ignore
+    def fuse_for_inference(self) -> 'WAEWrapper':
+        """Make this model an inference-only one that computes the same logits faster, in place.
+
+        Switches to eval mode, drops the WAE decoder and the stage-3 auxiliary loss, and folds
+        every BatchNorm that follows a convolution into it (see
+        :func:`wae_timm.inference.fold_batchnorms`): the BatchNorms on ``I_L``/``I_H`` into the
+        encoder's ``to_low``/``to_high`` convolutions, and the conv-BN pairs of both branches.
+        ``forward_decomposition`` then returns the normalised bands, and ``forward_train``,
+        which needs the raw bands and the decoder, refuses to run. Returns ``self``.
+        """
+        self.eval()
+        if getattr(self.wae, 'has_decoder', False):
+            self.wae.remove_decoder()
+        self.aux_loss_weight = 0.
+        fold_batchnorms(self)
+        self.inference_only = True
+        return self
+
+    def _check_trainable(self) -> None:
+        if self.inference_only:
+            raise RuntimeError(
+                'this model was fused for inference (BatchNorms folded, decoder dropped); '
+                'build a fresh model to train or to compute the transform loss')
+
     # ----------------------------------------------------------------- forward paths
     def forward_decomposition(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(I_L, I_H)`` as the WAE produces them, before the classifier's BatchNorms."""
@@ -356,6 +383,7 @@ class WAEWrapper(nn.Module):
     @torch.jit.ignore
     def forward_train(self, x: torch.Tensor) -> WAEOutput:
         """One forward returning scores, decomposition and reconstruction (see :class:`WAEOutput`)."""
+        self._check_trainable()
         low, high = self.forward_decomposition(x)
         low_in, fusion_in = self._head_inputs(*self._forward_branches(low, high))
         s_low = self.head_low(low_in)
@@ -369,6 +397,7 @@ class WAEWrapper(nn.Module):
     @torch.jit.ignore
     def transform_loss(self, x: torch.Tensor, output: WAEOutput) -> torch.Tensor:
         """The paper's ``L_t`` for a batch and its :meth:`forward_train` output."""
+        self._check_trainable()
         if output.reconstruction is None:
             raise RuntimeError('the transform loss needs the decoder: build the model with with_decoder=True')
         return transform_loss(x, output.reconstruction, output.high, self.energy_weight)

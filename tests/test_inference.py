@@ -1,0 +1,122 @@
+"""The inference fast path computes what the plain model computes, without the training-only parts."""
+import copy
+
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from torch.fx import symbolic_trace
+
+from wae_timm import WAEWrapper
+from wae_timm.inference import fold_batchnorms, prepare_for_inference
+
+SMALL = (2, 3, 64, 64)
+TOLERANCE = dict(rtol=1e-4, atol=1e-5)
+
+
+def _randomise_batchnorms(model: nn.Module) -> nn.Module:
+    """Non-trivial running statistics and affine parameters, so that a wrong fold shows."""
+    generator = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.rand(m.num_features, generator=generator) - 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=generator) - 0.5)
+    return model.eval()
+
+
+def _batchnorms(model: nn.Module) -> list:
+    return [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+@pytest.fixture(scope='module')
+def wae_resnet18():
+    torch.manual_seed(0)
+    return _randomise_batchnorms(WAEWrapper('resnet18', num_classes=10))
+
+
+@pytest.mark.parametrize('backend', ['eager', 'jit'])
+def test_backbone_fast_path_same_outputs(backend):
+    model = _randomise_batchnorms(timm.create_model('resnet18', num_classes=10))
+    x = torch.randn(SMALL)
+    with torch.no_grad():
+        expected = model(x)
+        fast = prepare_for_inference(copy.deepcopy(model), backend=backend)
+        actual = fast(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(actual, expected, **TOLERANCE)
+
+
+def test_fuse_for_inference_same_outputs_no_batchnorm_no_decoder(wae_resnet18):
+    x = torch.randn(SMALL)
+    fused = copy.deepcopy(wae_resnet18).fuse_for_inference()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), wae_resnet18(x), **TOLERANCE)
+    assert _batchnorms(wae_resnet18), 'the plain model must have BatchNorms for this test to mean anything'
+    assert not _batchnorms(fused)
+    assert isinstance(fused.low_norm, nn.Identity) and isinstance(fused.high_norm, nn.Identity)
+    assert not fused.wae.has_decoder and not any(n.startswith('wae.decode') for n, _ in fused.named_parameters())
+    with pytest.raises(RuntimeError, match='fused for inference'):
+        fused.forward_train(x)
+
+
+def test_fused_model_stays_scriptable_and_traceable(wae_resnet18):
+    x = torch.randn(SMALL)
+    fused = copy.deepcopy(wae_resnet18).fuse_for_inference()
+    with torch.no_grad():
+        expected = fused(x)
+        torch.testing.assert_close(torch.jit.script(fused)(x), expected, **TOLERANCE)
+        torch.testing.assert_close(symbolic_trace(fused)(x), expected, **TOLERANCE)
+        frozen = prepare_for_inference(fused, backend='jit')
+        torch.testing.assert_close(frozen(x), expected, **TOLERANCE)
+
+
+def test_vgg_flatten_heads_fast_path():
+    torch.manual_seed(0)
+    model = _randomise_batchnorms(WAEWrapper(
+        'vgg11', num_classes=5, flatten_grid=2, low_hidden=(32,), fusion_hidden=(32,), hidden_drop_rate=0.5))
+    x = torch.randn(SMALL)
+    with torch.no_grad():
+        expected = model(x)
+        fast = prepare_for_inference(copy.deepcopy(model))
+        torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), expected, **TOLERANCE)
+    assert _batchnorms(model) == ['low_norm', 'high_norm'] and not _batchnorms(fast)
+
+
+def test_batchnorm_act_keeps_its_activation():
+    model = _randomise_batchnorms(timm.create_model('mobilenetv3_small_050', num_classes=10))
+    x = torch.randn(SMALL)
+    with torch.no_grad():
+        expected = model(x)
+        folded = fold_batchnorms(model)
+        torch.testing.assert_close(model(x), expected, **TOLERANCE)
+    assert folded > 0 and not _batchnorms(model)
+
+
+class _ConvReadTwice(nn.Module):
+    """A conv whose output feeds a BatchNorm and is also read directly: the BN must stay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+def test_conv_output_read_elsewhere_is_not_folded():
+    model = _randomise_batchnorms(_ConvReadTwice())
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        assert fold_batchnorms(model) == 0
+        torch.testing.assert_close(model(x), expected)
+    assert isinstance(model.bn, nn.BatchNorm2d)
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match='unknown backend'):
+        prepare_for_inference(nn.Conv2d(3, 3, 1), backend='tensorrt')

@@ -1,0 +1,475 @@
+"""Side-by-side speed benchmark: backbone at 224 and 112, the WAE model and the paper's baselines.
+
+Everything is timed in one process and interleaved: each *round* calls every
+entry (a model prepared by one optimisation step of
+:data:`STEPS`) once, starting one entry later
+than the round before, so a burst of load from other processes falls on all
+models alike instead of on whichever ran during it. Statistics are over
+rounds: median, min and max of the wall time of one call (CUDA: CUDA events
+after warm-up). Each model's speed-up is the backbone at 224's median divided
+by its own, taken from the same batch size and either the same optimisation
+step (fair: both optimised alike) or the backbone's eager step.
+
+Outputs (:func:`write_results`): one CSV row per (model, step, batch size),
+a markdown summary with the machine, the targets and an ablation table, and a
+PNG of fvcore GFLOPs against measured latency.
+"""
+import copy
+import csv
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from .flops import count_flops, parameter_count
+from .inference import prepare_for_inference
+
+__all__ = [
+    'Candidate', 'Entry', 'TimingRow', 'Target', 'TARGETS', 'STEPS', 'default_candidates', 'interleaved_order',
+    'run_benchmark', 'speedups', 'check_targets', 'environment', 'check_writable', 'write_results',
+]
+
+# optimisation steps, cumulative; the last two are alternative graph backends on top of the third
+STEPS: Dict[str, Dict[str, object]] = {
+    'eager': dict(fold_bn=False, channels_last=False, backend='eager'),
+    'fold BN': dict(fold_bn=True, channels_last=False, backend='eager'),
+    'fold BN + channels_last': dict(fold_bn=True, channels_last=True, backend='eager'),
+    'fold BN + channels_last + jit freeze': dict(fold_bn=True, channels_last=True, backend='jit'),
+    'fold BN + channels_last + torch.compile': dict(fold_bn=True, channels_last=True, backend='compile'),
+}
+EAGER = 'eager'
+
+
+def optimised_step(backend: str) -> str:
+    """The step name of the full fast path with graph backend ``backend`` ('jit' or 'compile')."""
+    for name, args in STEPS.items():
+        if args['backend'] == backend:
+            return name
+    raise ValueError(f'no optimisation step uses backend {backend!r}')
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model of the comparison: what it is, which timm model, at which input size."""
+    label: str  # what the paper calls it: 'backbone @224', 'WAE', 'I_R', ...
+    model_name: str  # timm name (wae_timm registered)
+    input_size: int
+    backbone: str  # the reference is this backbone at 224
+
+    @property
+    def is_reference(self) -> bool:
+        return self.model_name == self.backbone and self.input_size == 224
+
+
+REFERENCE_LABEL = 'backbone @224'
+ABLATED_LABELS = (REFERENCE_LABEL, 'WAE')  # the models that run every step of the ablation
+
+# paper label -> timm name pattern (the baselines registered by wae_timm.baselines)
+_COMPARED_MODELS: Tuple[Tuple[str, str, int], ...] = (
+    (REFERENCE_LABEL, '{b}', 224),
+    ('backbone @112', '{b}', 112),
+    ('WAE', 'wae_{b}', 224),
+    ('Wavelet+CNN', 'wavelet_cnn_{b}', 224),
+    ('Decomposition+CNN', 'decomposition_cnn_{b}', 224),
+    ('I_R', 'half_res_{b}', 224),
+    ('I_L only', 'low_only_wae_{b}', 224),
+)
+
+
+def default_candidates(backbone: str) -> List[Candidate]:
+    """The paper's comparison for ``backbone``: itself at 224 and 112, its WAE model and the baselines."""
+    return [Candidate(label, pattern.format(b=backbone), size, backbone) for label, pattern, size in _COMPARED_MODELS]
+
+
+@dataclass
+class Entry:
+    """A candidate prepared by one optimisation step, ready to be timed."""
+    candidate: Candidate
+    step: str
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    inputs: torch.Tensor
+    max_abs_diff: float = 0.  # largest difference of its outputs from the eager model's
+    samples: List[float] = field(default_factory=list)  # seconds per call, one per round
+    loads: List[float] = field(default_factory=list)  # 1-min load average at each sample
+
+
+@dataclass
+class TimingRow:
+    """One CSV row: a model at one optimisation step and batch size."""
+    backbone: str
+    label: str
+    model: str
+    input_size: int
+    step: str
+    batch_size: int
+    device: str
+    threads: int
+    rounds: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    throughput_img_s: float  # batch_size / median
+    speedup_same_step: float = float('nan')  # backbone @224 at the same step / this, medians
+    speedup_vs_eager_backbone: float = float('nan')  # backbone @224 eager / this, medians
+    gflops: float = float('nan')  # fvcore, batch 1 (one multiply-add = one FLOP)
+    params_m: float = float('nan')
+    max_abs_diff: float = 0.
+    load_avg_1m: float = float('nan')  # mean over this row's samples
+
+
+def interleaved_order(num_entries: int, rounds: int) -> List[List[int]]:
+    """Per round, the order to call entries in: every entry once, round ``r`` starting at entry ``r``.
+
+    >>> interleaved_order(3, 2)
+    [[0, 1, 2], [1, 2, 0]]
+    """
+    return [[(r + i) % num_entries for i in range(num_entries)] for r in range(rounds)]
+
+
+CLOCKS = ('wall', 'thread')
+
+
+def time_call(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, clock: str = 'wall') -> float:
+    """Seconds of one ``forward(x)``: CUDA events on a GPU (the kernels, not the launch); on CPU wall
+    time, or with ``clock='thread'`` the CPU time of the calling thread. With one torch thread the
+    latter is the compute the model used, and does not count time the OS gave to other processes,
+    which makes it the robust measure on a shared machine."""
+    if x.device.type == 'cuda':
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        forward(x)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+    timer = time.thread_time if clock == 'thread' else time.perf_counter
+    start_time = timer()
+    forward(x)
+    return timer() - start_time
+
+
+def _load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+
+
+def prepare_entries(
+        candidates: Sequence[Candidate],
+        steps_for: Callable[[Candidate], Sequence[str]],
+        batch_size: int,
+        device: torch.device,
+        create: Callable[[str], nn.Module],
+        warmup: int = 3,
+        progress: bool = True,
+) -> List[Entry]:
+    """Build, prepare and warm up every (candidate, step); check each step's outputs against eager.
+
+    ``create(model_name)`` builds a model (``timm.create_model`` by default in
+    :func:`run_benchmark`) once per candidate; every step gets its own copy of it
+    (steps change models in place), so all steps share the same weights. The first step of each candidate must be ``'eager'``: it gives the
+    reference outputs.
+    """
+    from tqdm import tqdm
+    entries = []
+    generator = torch.Generator().manual_seed(0)
+    bar = tqdm(total=sum(len(steps_for(c)) for c in candidates), desc=f'prepare batch {batch_size}',
+               disable=not progress)
+    for candidate in candidates:
+        x = torch.randn(batch_size, 3, candidate.input_size, candidate.input_size, generator=generator).to(device)
+        reference: Optional[torch.Tensor] = None
+        base = create(candidate.model_name).to(device).eval()
+        for step in steps_for(candidate):
+            args = STEPS[step]
+            model = copy.deepcopy(base)
+            if reference is None and step != EAGER:
+                raise ValueError(f'the first step of {candidate.model_name} must be {EAGER!r}, got {step!r}')
+            forward = prepare_for_inference(model, **args)
+            inputs = x.contiguous(memory_format=torch.channels_last) if args['channels_last'] else x
+            with torch.inference_mode():
+                # eager needs one call to fill oneDNN's primitive cache; graph backends optimise on later calls
+                for _ in range(warmup if args['backend'] != 'eager' else 1):
+                    out = forward(inputs)
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            if reference is None:
+                reference = out.float()
+            entry = Entry(candidate, step, forward, inputs)
+            entry.max_abs_diff = float((out.float() - reference).abs().max())
+            entries.append(entry)
+            bar.update()
+    bar.close()
+    return entries
+
+
+def time_entries(
+        entries: Sequence[Entry], rounds: int, progress: bool = True, desc: str = '', clock: str = 'wall') -> None:
+    """Call every entry once per round, in :func:`interleaved_order`, recording times and load."""
+    from tqdm import tqdm
+    schedule = interleaved_order(len(entries), rounds)
+    with torch.inference_mode(), tqdm(total=rounds * len(entries), desc=desc, disable=not progress) as bar:
+        for order in schedule:
+            for index in order:
+                entry = entries[index]
+                entry.samples.append(time_call(entry.forward, entry.inputs, clock))
+                entry.loads.append(_load_average())
+                bar.update()
+
+
+def summarise(entries: Sequence[Entry], batch_size: int) -> List[TimingRow]:
+    """One :class:`TimingRow` per entry: median/min/max in ms, throughput, then :func:`speedups`."""
+    rows = []
+    for e in entries:
+        median = statistics.median(e.samples)
+        rows.append(TimingRow(
+            backbone=e.candidate.backbone, label=e.candidate.label, model=e.candidate.model_name,
+            input_size=e.candidate.input_size, step=e.step, batch_size=batch_size,
+            device=e.inputs.device.type, threads=torch.get_num_threads(), rounds=len(e.samples),
+            median_ms=median * 1000, min_ms=min(e.samples) * 1000, max_ms=max(e.samples) * 1000,
+            throughput_img_s=batch_size / median, max_abs_diff=e.max_abs_diff,
+            load_avg_1m=statistics.fmean(e.loads) if e.loads else float('nan')))
+    return speedups(rows)
+
+
+def speedups(rows: Sequence[TimingRow]) -> List[TimingRow]:
+    """Fill each row's speed-ups over its backbone at 224 (same batch size): at the same step and eager."""
+    reference: Dict[Tuple[str, str, int, str], float] = {
+        (r.backbone, r.step, r.batch_size, r.device): r.median_ms
+        for r in rows if r.label == REFERENCE_LABEL}
+    for r in rows:
+        same = reference.get((r.backbone, r.step, r.batch_size, r.device))
+        eager = reference.get((r.backbone, EAGER, r.batch_size, r.device))
+        r.speedup_same_step = same / r.median_ms if same else float('nan')
+        r.speedup_vs_eager_backbone = eager / r.median_ms if eager else float('nan')
+    return list(rows)
+
+
+def run_benchmark(
+        backbones: Sequence[str] = ('resnet50', 'vgg16'),
+        batch_sizes: Sequence[int] = (1, 32),
+        rounds: Optional[Dict[int, int]] = None,
+        backend: str = 'jit',
+        ablation_batch_sizes: Sequence[int] = (1,),
+        device: str = 'cpu',
+        warmup: int = 3,
+        create: Optional[Callable[[str], nn.Module]] = None,
+        candidates: Optional[Sequence[Candidate]] = None,
+        steps: Optional[Sequence[str]] = None,
+        progress: bool = True,
+        clock: str = 'wall',
+) -> List[TimingRow]:
+    """Time every candidate of ``backbones`` at each batch size; returns rows with speed-ups and FLOPs.
+
+    Every candidate runs eager and with the full fast path of ``backend``; the
+    backbone at 224 and the WAE model also run every intermediate step of
+    :data:`STEPS` (or those named in ``steps``) at ``ablation_batch_sizes``
+    (the ablation). Each batch size is one interleaved phase;
+    ``rounds[batch_size]`` calls per entry (default 10 at batch 1, 2 otherwise).
+    ``candidates`` replaces the :func:`default_candidates` of ``backbones``; ``clock``: see :func:`time_call`.
+    """
+    import timm
+    import wae_timm  # noqa: F401  (registers the wae_* and baseline models)
+    create = create or (lambda name: timm.create_model(name))
+    torch_device = torch.device(device)
+    if candidates is None:
+        candidates = [c for b in backbones for c in default_candidates(b)]
+    final_step = optimised_step(backend)
+    rows: List[TimingRow] = []
+    for batch_size in batch_sizes:
+        def steps_for(candidate: Candidate) -> List[str]:
+            if batch_size in ablation_batch_sizes and candidate.label in ABLATED_LABELS:
+                return list(steps or STEPS)
+            return [EAGER, final_step]
+
+        entries = prepare_entries(candidates, steps_for, batch_size, torch_device, create, warmup, progress)
+        count = (rounds or {}).get(batch_size, 10 if batch_size == 1 else 2)
+        time_entries(entries, count, progress, desc=f'batch {batch_size}', clock=clock)
+        rows += summarise(entries, batch_size)
+        del entries
+    costs = {c.model_name + f'@{c.input_size}': _cost(create(c.model_name), c.input_size) for c in candidates}
+    for r in rows:
+        r.gflops, r.params_m = costs[r.model + f'@{r.input_size}']
+    return rows
+
+
+def _cost(model: nn.Module, input_size: int) -> Tuple[float, float]:
+    return count_flops(model, (3, input_size, input_size)).total / 1e9, parameter_count(model) / 1e6
+
+
+# ----------------------------------------------------------------------------- targets
+@dataclass(frozen=True)
+class Target:
+    """A speed-up the WAE model must reach over its backbone at 224 (issue 3)."""
+    model: str
+    backbone: str
+    batch_size: int
+    required: float
+    paper: Optional[float]
+    metric: str  # 'latency' (batch 1) or 'throughput'
+
+
+TARGETS: Tuple[Target, ...] = (
+    Target('wae_vgg16', 'vgg16', 1, 4.0, 3.13, 'latency'),
+    Target('wae_resnet50', 'resnet50', 1, 2.2, 1.88, 'latency'),
+    Target('wae_resnet50', 'resnet50', 32, 2.5, None, 'throughput'),
+)
+
+
+def check_targets(rows: Sequence[TimingRow], targets: Sequence[Target] = TARGETS) -> List[dict]:
+    """For each target and each optimisation step that both models ran: the fair speed-up (both at
+    that step), the speed-up of the WAE model at that step over the eager backbone, and whether
+    the fair one meets the target. The eager step gives the straightforward build's speed-up."""
+    results = []
+    for t in targets:
+        mine = [r for r in rows if r.model == t.model and r.batch_size == t.batch_size and r.backbone == t.backbone]
+        for r in mine:
+            if r.speedup_same_step != r.speedup_same_step:  # NaN: the backbone did not run this step
+                continue
+            results.append(dict(
+                model=t.model, backbone=t.backbone, batch_size=t.batch_size, metric=t.metric,
+                required=t.required, paper=t.paper, step=r.step, both_same_step=r.speedup_same_step,
+                wae_vs_eager_backbone=r.speedup_vs_eager_backbone, met=r.speedup_same_step >= t.required))
+    return results
+
+
+# ----------------------------------------------------------------------------- outputs
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str = 'cpu') -> Dict[str, str]:
+    """What the numbers depend on: machine, library versions, threads, load."""
+    import timm
+    env = {
+        'date (UTC)': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M'),
+        'cpu': f'{cpu_model()} ({os.cpu_count()} logical cores)',
+        'torch threads': str(torch.get_num_threads()),
+        'torch': torch.__version__,
+        'timm': timm.__version__,
+        'python': platform.python_version(),
+        'load average (1, 5, 15 min) at the end': ', '.join(f'{v:.2f}' for v in os.getloadavg()),
+    }
+    if device.startswith('cuda') and torch.cuda.is_available():
+        env['gpu'] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return 'n/a' if value != value else f'{value:.2f}'
+    return str(value)
+
+
+def _table(header: Sequence[str], lines: Sequence[Sequence[object]]) -> str:
+    out = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    out += ['| ' + ' | '.join(_fmt(v) for v in line) + ' |' for line in lines]
+    return '\n'.join(out)
+
+
+def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step: str, command: str) -> str:
+    """The markdown report: machine, target check, main table (eager vs optimised), ablation."""
+    parts = ['## Machine', '', _table(['', ''], list(env.items())), '', f'Regenerate: `{command}`', '']
+    targets = check_targets(rows)
+    if targets:
+        parts += ['## Targets (speed-up of the WAE model over its backbone at 224, ratio of medians)', '',
+                  '"both at this step" is the fair ratio: the backbone got the same optimisations. '
+                  '"vs eager backbone" pits the optimised WAE model against the unoptimised backbone.', '',
+                  _table(['model', 'vs', 'batch', 'metric', 'step', 'target', 'paper', 'both at this step',
+                          'vs eager backbone', 'target met (fair)'],
+                         [[t['model'], t['backbone'], t['batch_size'], t['metric'], t['step'], f"{t['required']:.2f}x",
+                           'n/a' if t['paper'] is None else f"{t['paper']:.2f}x", f"{t['both_same_step']:.2f}x",
+                           f"{t['wae_vs_eager_backbone']:.2f}x", 'yes' if t['met'] else 'NO'] for t in targets]), '']
+    for batch_size in sorted({r.batch_size for r in rows}):
+        main = [r for r in rows if r.batch_size == batch_size and r.step in (EAGER, final_step)]
+        if batch_size == 1:
+            header = ['backbone', 'model', 'name', 'input', 'step', 'median ms', 'min ms', 'max ms']
+            values = [lambda r: r.median_ms, lambda r: r.min_ms, lambda r: r.max_ms]
+        else:
+            header = ['backbone', 'model', 'name', 'input', 'step', 'img/s (median)', 'min ms', 'max ms']
+            values = [lambda r: r.throughput_img_s, lambda r: r.min_ms, lambda r: r.max_ms]
+        header += ['speed-up same step', 'speed-up vs eager backbone', 'GFLOPs', 'load']
+        parts += [f'## Batch {batch_size} ({"latency" if batch_size == 1 else "throughput"})', '',
+                  _table(header, [[r.backbone, r.label, r.model, r.input_size, r.step] + [f(r) for f in values]
+                                  + [f'{r.speedup_same_step:.2f}x', f'{r.speedup_vs_eager_backbone:.2f}x',
+                                     r.gflops, r.load_avg_1m] for r in main]), '']
+    ablation = [r for r in rows if r.label in ABLATED_LABELS]
+    if len({r.step for r in ablation}) > 2:
+        parts += ['## Ablation: what each step buys (median ms; speed-up over the same model eager)', '']
+        lines = []
+        for r in ablation:
+            eager = next(e for e in ablation if e.model == r.model and e.batch_size == r.batch_size
+                         and e.step == EAGER and e.backbone == r.backbone)
+            lines.append([r.model, r.batch_size, r.step, r.median_ms, f'{eager.median_ms / r.median_ms:.2f}x',
+                          f'{r.speedup_same_step:.2f}x', f'{r.max_abs_diff:.1e}'])
+        parts += [_table(['model', 'batch', 'step', 'median ms', 'vs own eager', 'WAE / backbone same step',
+                          'max |out - eager out|'], lines), '']
+    return '\n'.join(parts)
+
+
+def plot_cost(rows: Sequence[TimingRow], path: Path, final_step: str) -> None:
+    """PNG: fvcore GFLOPs (x) against measured batch-1 median latency (y), eager and optimised."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for step, marker in ((EAGER, 'o'), (final_step, '^')):
+        points = [r for r in rows if r.batch_size == 1 and r.step == step]
+        for backbone, colour in zip(sorted({r.backbone for r in points}), ('tab:blue', 'tab:orange', 'tab:green')):
+            mine = [r for r in points if r.backbone == backbone]
+            ax.scatter([r.gflops for r in mine], [r.median_ms for r in mine], marker=marker, color=colour,
+                       label=f'{backbone} family, {step}')
+            for r in mine:
+                ax.annotate(f'{r.label}', (r.gflops, r.median_ms), fontsize=7, xytext=(3, 3),
+                            textcoords='offset points')
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.set_xlabel('fvcore GFLOPs at batch 1 (1 multiply-add = 1 FLOP)')
+    ax.set_ylabel('median batch-1 latency (ms)')
+    ax.set_title('Cost: FLOPs vs measured latency')
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def result_paths(out_dir: Path, name: str) -> Dict[str, Path]:
+    """Where :func:`write_results` puts the CSV, markdown and PNG called ``name``."""
+    return {ext: out_dir / f'{name}.{ext}' for ext in ('csv', 'md', 'png')}
+
+
+def check_writable(out_dir: Path, name: str, overwrite: bool) -> Dict[str, Path]:
+    """The result paths for ``name``; raises if any exists and ``overwrite`` is False (call before a long run)."""
+    paths = result_paths(out_dir, name)
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f'{", ".join(existing)} already exist; pass overwrite=True (--overwrite) to replace them')
+    return paths
+
+
+def write_results(
+        rows: Sequence[TimingRow], out_dir: Path, name: str, env: Dict[str, str], final_step: str,
+        command: str, overwrite: bool = False) -> Dict[str, Path]:
+    """Write ``name``.csv / .md / .png under ``out_dir``; refuses to replace existing files unless ``overwrite``."""
+    paths = check_writable(out_dir, name, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths['csv'], 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: f'{v:.4g}' if isinstance(v, float) else v for k, v in asdict(r).items()})
+    header = '# Speed benchmark\n\n'
+    paths['md'].write_text(header + markdown_summary(rows, env, final_step, command) + '\n')
+    plot_cost(rows, paths['png'], final_step)
+    return paths
