@@ -92,6 +92,7 @@ class ReproductionConfig:
     hundred. ``finetune_lr`` is stage 3's (and the control's) starting lr.
     """
     backbone: str = 'resnet18'
+    backbone_kwargs: Dict[str, Any] = field(default_factory=dict)  # e.g. narrower ResNet channels
     epochs: int = 1
     batch_size: int = 128
     lr: float = 0.05
@@ -210,11 +211,11 @@ def build_row_model(row: RowSpec, config: ReproductionConfig, wae_weights: Optio
     """A freshly initialised model of ``row`` (stage-1 weights loaded for 'frozen_wae' rows)."""
     if row.wrapper_args is None:
         import timm
-        return timm.create_model(config.backbone, num_classes=NUM_CLASSES)
+        return timm.create_model(config.backbone, num_classes=NUM_CLASSES, **config.backbone_kwargs)
     kwargs = dict(row.wrapper_args)
-    if row.stage == 'frozen_wae' or (row.stage == 'continue'):
+    if row.stage in ('frozen_wae', 'continue'):
         kwargs.update(wae_weights=wae_weights, freeze_wae=True)
-    return WAEWrapper(config.backbone, num_classes=NUM_CLASSES, **kwargs)
+    return WAEWrapper(config.backbone, num_classes=NUM_CLASSES, backbone_kwargs=config.backbone_kwargs, **kwargs)
 
 
 def _continue_from(parent: nn.Module, row: RowSpec) -> nn.Module:
