@@ -137,7 +137,7 @@ class RowSpec:
 
 ROWS: Tuple[RowSpec, ...] = (
     RowSpec('backbone', 'backbone @32 (full resolution)', None, noise=True),
-    RowSpec('resize', 'backbone on I_R @16', dict(decomposition='resize', fusion=False), noise=True),
+    RowSpec('resize', 'backbone on I_R @16', dict(decomposition='resize', fusion=False)),
     RowSpec('wavelet_ca', 'Wavelet+CNN, cA only', dict(decomposition='wavelet', fusion=False)),
     RowSpec('wavelet', 'Wavelet+CNN, cA + details', dict(decomposition='wavelet')),
     RowSpec('decomposition', 'Decomposition+CNN', dict(decomposition='wae', with_decoder=False)),
@@ -524,6 +524,11 @@ def run_reproduction(
                 scores = result if variance == 0 else evaluate(model, noisy, progress=progress)
                 noise_records.append(dict(key=row.key, label=row.label, variance=variance, top1=scores['top1'],
                                           top5=scores['top5']))
+        # written after every row (costs are added at the end), so a run stopped early keeps its results
+        results_dir.mkdir(parents=True, exist_ok=True)
+        _write_csv(files['results'], records)
+        if noise_records:
+            _write_csv(files['noise'], noise_records)
 
     # cost last, every model measured under the same conditions
     latencies = measure_latency(trained, INPUT_SIZE, config.latency_batch, config.latency_repeats)
@@ -536,10 +541,7 @@ def run_reproduction(
                        load_average=', '.join(f'{v:.1f}' for v in os.getloadavg()),
                        run_minutes=(time.perf_counter() - start_time) / 60.)
 
-    results_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(files['results'], records)
-    if noise_records:
-        _write_csv(files['noise'], noise_records)
     markdown = format_markdown(records, noise_records, config, command, environment)
     atomic_write(files['markdown'], lambda tmp: Path(tmp).write_text(
         '# Reproduction on Fashion-MNIST\n\n' + markdown + '\n```json\n' + json.dumps(asdict(config), indent=1) +
