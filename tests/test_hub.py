@@ -237,9 +237,17 @@ def test_card_numbers_come_from_results_files(tmp_path):
     card = render_model_card(tag, tmp_path)
     assert 'Accuracy: not measured yet' in card and 'Speed-up: not measured yet' in card
     (tmp_path / 'fashion_mnist_results.csv').write_text(
-        'key,label,top1,top5\nwae_stage3,"WAE, ours",91.37,99.81\nbackbone,backbone @32,92.05,99.9\nwavelet,x,1,2\n')
+        'key,label,top1,top5,loss\nwae_stage3,"WAE, ours",91.37,99.81,0.123456789\n'
+        'backbone,backbone @32,92.05,99.9,0.2\nwavelet,x,1,2,0.3\n')
     (tmp_path / 'benchmark_cpu.csv').write_text('model,backbone,input,median ms\nwae_resnet18,resnet18,224,12.5\n')
     card = render_model_card(tag, tmp_path)
-    assert '| wae_stage3 | WAE, ours | 91.37 | 99.81 |' in card and '| backbone | backbone @32 | 92.05 | 99.9 |' in card
-    assert '| wavelet |' not in card  # only the rows the tag names
+    # only the columns a reader needs (no raw losses), numbers as the file has them
+    assert '| WAE, ours | 91.37 | 99.81 |' in card and '| backbone @32 | 92.05 | 99.9 |' in card
+    assert '0.123456789' not in card
+    assert '| x |' not in card  # only the rows the tag names
+    # no latency column in the accuracy file: the speed section comes from the benchmark file
     assert 'From `results/benchmark_cpu.csv`' in card and '| wae_resnet18 | resnet18 | 224 | 12.5 |' in card
+    (tmp_path / 'fashion_mnist_results.csv').write_text(
+        'key,label,top1,top5,latency_ms\nwae_stage3,ours,91,99,25.0\nbackbone,full,92,99,50.0\n')
+    card = render_model_card(tag, tmp_path)
+    assert '| wae_stage3 | 25.0 | 2.00x |' in card and '| backbone | 50.0 | 1.00x |' in card

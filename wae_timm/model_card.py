@@ -29,6 +29,8 @@ ACCURACY_RESULTS: Dict[str, Tuple[str, ...]] = {
 }
 SPEED_RESULTS: Tuple[str, ...] = ('speed*.csv', 'benchmark*.csv')
 _NAME_COLUMNS = ('key', 'model', 'architecture', 'name', 'tag', 'variant')
+# what a reader of a card needs from a results row; files without these columns are shown whole
+_SHOWN_COLUMNS = ('label', 'variance', 'top1', 'top5', 'train_images', 'epochs', 'gflops', 'latency_ms')
 
 CITATION = """@inproceedings{chen2018wae,
   title={Learning a Wavelet-like Auto-Encoder to Accelerate Deep Neural Networks},
@@ -57,11 +59,32 @@ def result_rows(results_dir: PathLike, patterns: Sequence[str], names: Sequence[
     return found
 
 
+def _cell(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() else f'{number:.4g}'
+
+
 def _table(rows: List[Dict[str, str]]) -> str:
-    keys = list(rows[0])
+    keys = [k for k in _SHOWN_COLUMNS if k in rows[0]] or list(rows[0])
     lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
-    lines += ['| ' + ' | '.join(str(r.get(k, '')) for k in keys) + ' |' for r in rows]
+    lines += ['| ' + ' | '.join(_cell(str(r.get(k, ''))) for k in keys) + ' |' for r in rows]
     return '\n'.join(lines)
+
+
+def _latency_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag) -> str:
+    """CPU latency of each results row next to the row keyed 'backbone', when the accuracy files measured it."""
+    for path, rows in result_rows(results_dir, patterns, tuple(tag.results_rows)):
+        timed = {r['key']: float(r['latency_ms']) for r in rows if r.get('key') and r.get('latency_ms')}
+        if 'backbone' not in timed:
+            continue
+        lines = [f'From `results/{path.name}` (CPU, the batch and machine of that run):\n',
+                 '| row | latency (ms) | speed-up over the backbone |', '|---|---|---|']
+        lines += [f'| {key} | {ms:.1f} | {timed["backbone"] / ms:.2f}x |' for key, ms in timed.items()]
+        return '\n'.join(lines) + '\n'
+    return ''
 
 
 def _results_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag, what: str) -> str:
@@ -141,7 +164,8 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
             if tag.results_rows else '.\n'),
         _results_section(results_dir, ACCURACY_RESULTS.get(tag.dataset, ()), tag, 'Accuracy'),
         '## Measured speed\n',
-        _results_section(results_dir, SPEED_RESULTS, tag, 'Speed-up'),
+        _latency_section(results_dir, ACCURACY_RESULTS.get(tag.dataset, ()), tag)
+        or _results_section(results_dir, SPEED_RESULTS, tag, 'Speed-up'),
         '## Training\n',
         f'{tag.training_command}\n',
         '## Limitations\n',
