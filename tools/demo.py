@@ -21,6 +21,8 @@ import wae_timm
 from wae_timm.checks import check_finite
 from wae_timm.data import find_photographs
 from wae_timm.flops import flop_report
+from wae_timm.photographs import denormalize
+from wae_timm.reconstruction import energy_share, psnr
 from wae_timm.visualize import render_decomposition_figure
 
 
@@ -49,10 +51,10 @@ def main() -> None:
     print(f'  I_L {tuple(out.low.shape)}  I_H {tuple(out.high.shape)}  reconstruction {tuple(out.reconstruction.shape)}')
     print(f'  low branch features {model.low_channels} ch, high branch {model.high_channels} ch '
           f'(= 1/{model.width_divisor}); logits {tuple(out.logits.shape)}; forward {elapsed * 1000:.0f} ms')
-    energy_share = out.high.pow(2).sum() / (out.low.pow(2).sum() + out.high.pow(2).sum())
-    psnr = -10 * torch.log10((out.reconstruction - x).pow(2).mean() / (x.max() - x.min()).pow(2))
-    print(f'  share of energy in I_H {energy_share:.3f}; reconstruction PSNR {psnr:.1f} dB '
-          '(on the normalised input, peak = its range)')
+    # the measures of results/wae_photos.csv: PSNR in [0, 1] pixel space (the wae_* models use ImageNet mean/std)
+    reconstruction_psnr = psnr(denormalize(x[0]), denormalize(out.reconstruction[0]))
+    print(f'  share of energy in I_H {energy_share(out.low, out.high):.3f}; '
+          f'reconstruction PSNR {reconstruction_psnr:.1f} dB')
     if args.figure:
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
         cfg = model.pretrained_cfg
