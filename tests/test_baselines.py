@@ -18,7 +18,7 @@ EXPECTED_BANDS = {
     'wavelet_cnn': (3, 9, True, False),
     'ca_only_wavelet': (3, 9, False, False),
     'decomposition_cnn': (3, 3, True, False),
-    'low_only_wae': (3, 3, False, True),
+    'low_only_wae': (3, 0, False, False),  # no fusion branch, no decoder: nothing reads I_H
     'half_res': (3, 0, False, False),
 }
 
@@ -41,7 +41,9 @@ def test_same_heads_as_the_wae_model(backbone):
     wae_args = WAE_MODEL_ARGS[f'wae_{backbone}']
     for kind, changes in BASELINE_CHANGES.items():
         args = BASELINE_MODEL_ARGS[f'{kind}_{backbone}']
-        assert {k: args.get(k) for k in head_args} == {k: wae_args.get(k) for k in head_args}
+        # without a fusion branch there is no fusion head to shape
+        compared = [k for k in head_args if args.get('fusion', True) or k != 'fusion_hidden']
+        assert {k: args.get(k) for k in compared} == {k: wae_args.get(k) for k in compared}
         assert {k: v for k, v in args.items() if wae_args.get(k) != v} == changes
 
 
@@ -78,9 +80,20 @@ def test_forward_train_band_shapes_and_gradients(name):
         loss = loss + 1e-3 * model.transform_loss(x, out)
     loss.backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None]
-    # without the transform loss nothing trains I_H of an "I_L only" model: DDP then needs
-    # find_unused_parameters, or the WAE frozen as in the paper's stage 2
     assert not unused, f'parameters that get no gradient: {unused[:5]}'
+
+
+def test_low_only_builds_i_h_only_for_the_transform_loss():
+    """The "I_L only" model reads I_H only through the decoder, so I_H exists exactly in stage 3."""
+    stage2 = timm.create_model('low_only_wae_resnet18', num_classes=5)
+    assert stage2.wae.to_high is None and not stage2.wae.has_decoder
+    stage3 = timm.create_model('low_only_wae_resnet18', num_classes=5, aux_loss_weight=1e-3)
+    assert stage3.wae.to_high is not None and stage3.wae.has_decoder
+    stage3(torch.randn(2, 3, 32, 32)).mean().backward()
+    assert all(p.grad is not None for p in stage3.parameters())
+    # a stage-2 checkpoint (no I_H, no decoder) loads into the stage-3 form and back
+    stage3.load_state_dict(stage2.state_dict())
+    stage2.load_state_dict(stage3.state_dict())
 
 
 # the new front ends (DWT, resize) and the missing fusion branch: the rest of each baseline is a WAE model's

@@ -72,7 +72,7 @@ def test_wae_components_sum_to_the_total_and_match_hand_counts():
 
 
 def test_decoder_is_counted_apart():
-    model = timm.create_model('wae_resnet18', num_classes=10)
+    model = timm.create_model('wae_resnet18', num_classes=10, with_decoder=True)
     full, half = 64 * 64, 32 * 32
     # per branch: 4x4 stride-2 transposed conv 3->16 (fvcore: per input pixel), convs 16->16->16->3, 3 ReLUs
     branch = 3 * 16 * 16 * half + (16 * 16 + 16 * 16 + 16 * 3) * 9 * full + 3 * 16 * full

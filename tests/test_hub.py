@@ -121,6 +121,19 @@ def test_num_classes_and_in_chans_adaptation(offline_cache):
     assert model(torch.randn(1, 1, 32, 32)).shape == (1, 5)
 
 
+def test_pretrained_feature_extractor(offline_cache):
+    """num_classes=0: timm drops the classifiers, and the pooled features come once each."""
+    reference = offline_cache['reference'].eval()
+    model = timm.create_model(TAG, pretrained=True, num_classes=0).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model(x)
+        assert features.shape == (2, reference.low_channels + reference.high_channels)
+        torch.testing.assert_close(features, reference.forward_head(reference.forward_features(x), pre_logits=True))
+    model = timm.create_model(TAG, pretrained=True, num_classes=0, in_chans=1).eval()
+    assert model(torch.randn(2, 1, 32, 32)).shape == features.shape
+
+
 def test_missing_corrupt_and_foreign_files_name_the_file(published, tmp_path, monkeypatch):
     monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', True)
     monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path / 'empty'))
@@ -145,9 +158,14 @@ def test_missing_corrupt_and_foreign_files_name_the_file(published, tmp_path, mo
         timm.create_model(TAG, pretrained=True, num_classes=3)  # even when timm would load non-strictly
 
 
-def test_decoder_is_required_when_asked_for(offline_cache):
-    with pytest.raises(CheckpointMismatchError, match='no WAE decoder: build the model with with_decoder=False'):
-        timm.create_model(TAG, pretrained=True, with_decoder=True)
+def test_checkpoint_without_decoder_loads_into_a_model_with_one(offline_cache):
+    """The decoder-less tag loads into a stage-3 model: the decoder keeps its weights, with a warning."""
+    reference = timm.create_model(TAG, pretrained=True)
+    with pytest.warns(UserWarning, match='no WAE decoder; the decoder keeps its initial weights'):
+        model = timm.create_model(TAG, pretrained=True, aux_loss_weight=1e-3)
+    assert model.wae.has_decoder
+    for name, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
 
 
 def test_read_checkpoint_is_safe_and_picks_ema(published, tmp_path):

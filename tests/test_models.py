@@ -58,7 +58,7 @@ def test_default_cfg_and_heads(model_name):
         assert model(x).shape == (1, model.head_hidden_size)
         model.reset_classifier(0, '')
         assert model(x).shape == features.shape
-        model.reset_classifier(5, 'avg')
+        model.reset_classifier(5, 'grid' if model.flatten_grid else 'avg')
         assert model(x).shape == (1, 5)
 
 
@@ -170,7 +170,7 @@ def test_group_matcher_covers_both_branches():
 
 
 def test_training_forward_returns_everything_the_losses_need():
-    model = timm.create_model('wae_resnet18', num_classes=4)
+    model = timm.create_model('wae_resnet18', num_classes=4, with_decoder=True)
     x = torch.randn(2, 3, 65, 63)
     out = model.forward_train(x)
     assert out.logits.shape == out.logits_low.shape == out.logits_fusion.shape == (2, 4)
@@ -179,6 +179,12 @@ def test_training_forward_returns_everything_the_losses_need():
     assert out.reconstruction.shape == x.shape
     loss = model.transform_loss(x, out)
     assert loss.item() == pytest.approx(wae_timm.transform_loss(x, out.reconstruction, out.high).item())
+
+
+def test_decoder_only_where_the_transform_loss_trains_it():
+    assert not timm.create_model('wae_resnet18').wae.has_decoder
+    assert timm.create_model('wae_resnet18', aux_loss_weight=1e-3).wae.has_decoder
+    assert timm.create_model('wae_resnet18', with_decoder=True).wae.has_decoder
 
 
 def test_without_decoder_is_inference_only():

@@ -46,7 +46,7 @@ def test_shipped_weights_reconstruct_a_held_out_photograph_as_reported():
 
 def test_models_start_from_the_shipped_weights_by_name():
     shipped = load_file(SHIPPED_WEIGHTS_DIR / f'{NAME}.safetensors')
-    model = timm.create_model('wae_resnet18', num_classes=10, wae_weights=NAME)
+    model = timm.create_model('wae_resnet18', num_classes=10, wae_weights=NAME, with_decoder=True)
     assert torch.equal(model.wae.to_high.weight, shipped['to_high.weight'])
     assert torch.equal(model.wae.decode_low.conv3.bias, shipped['decode_low.conv3.bias'])
     inference = WAEWrapper('resnet18', num_classes=10, wae_weights=NAME, with_decoder=False, freeze_wae=True)

@@ -69,8 +69,8 @@ def batch():
 def test_model_kwargs_arrive_as_python_values(stage1_weights):
     model = build_like_train_py(
         f'--device-modules wae_timm --model wae_resnet18 '
-        f'--model-kwargs wae_weights={stage1_weights} freeze_wae=True aux_loss_weight=0.001')
-    assert model.aux_loss_weight == 0.001
+        f'--model-kwargs wae_weights={stage1_weights} freeze_wae=True energy_weight=0.5')
+    assert model.energy_weight == 0.5
     assert not any(p.requires_grad for p in model.wae.parameters())
     with pytest.raises(ValueError, match="freeze_wae='true' is text"):
         build_like_train_py('--device-modules wae_timm --model wae_resnet18 --model-kwargs freeze_wae=true')
@@ -79,8 +79,9 @@ def test_model_kwargs_arrive_as_python_values(stage1_weights):
 def test_stage2_frozen_wae_does_not_change(stage1_weights, batch):
     model = build_like_train_py(
         f'--device-modules wae_timm --model wae_resnet18 --model-kwargs wae_weights={stage1_weights} freeze_wae=True')
-    for name, value in load_file(stage1_weights).items():
-        assert torch.equal(model.wae.state_dict()[name], value), f'stage 2 did not load wae.{name} from stage 1'
+    stage1 = load_file(stage1_weights)
+    for name, value in model.wae.state_dict().items():
+        assert torch.equal(stage1[name], value), f'stage 2 did not load wae.{name} from stage 1'
     wae_before = {k: v.clone() for k, v in model.wae.state_dict().items()}
     low_before = model.low.conv1.weight.detach().clone()
     optimizer = one_train_py_step(model, *batch)
@@ -121,9 +122,14 @@ def test_stage3_from_a_stage2_checkpoint_and_train_py_options(stage1_weights, ba
     stage2 = build_like_train_py(
         f'--device-modules wae_timm --model wae_resnet18 --model-kwargs wae_weights={stage1_weights} freeze_wae=True')
     save_file(stage2.state_dict(), str(tmp_path / 'stage2.safetensors'))
-    model = build_like_train_py('--device-modules wae_timm --model wae_resnet18 --model-kwargs aux_loss_weight=0.001',
-                                checkpoint_path=str(tmp_path / 'stage2.safetensors'))
+    assert not stage2.wae.has_decoder, 'stage 2 has no loss that trains a decoder'
+    model = build_like_train_py(
+        f'--device-modules wae_timm --model wae_resnet18 --model-kwargs wae_weights={stage1_weights} '
+        'aux_loss_weight=0.001', checkpoint_path=str(tmp_path / 'stage2.safetensors'))
     assert torch.equal(model.wae.stem[0].weight, stage2.wae.stem[0].weight)
+    # the stage-2 checkpoint has no decoder: stage 3 keeps the stage-1 decoder from wae_weights
+    stage1 = load_file(stage1_weights)
+    assert torch.equal(model.wae.decode_low.conv3.weight, stage1['decode_low.conv3.weight'])
     assert all(p.requires_grad for p in model.wae.parameters())
     model.set_grad_checkpointing(True)
     model.to(memory_format=torch.channels_last)

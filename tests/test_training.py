@@ -44,7 +44,7 @@ def _tiny_wae_model(**kwargs):
 
 
 def test_paper_loss_is_both_cross_entropies_plus_gamma_transform_loss():
-    model = _tiny_wae_model().train()
+    model = _tiny_wae_model(with_decoder=True).train()
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
     torch.manual_seed(1)
     loss, metrics = paper_loss(model, x, y, aux_loss_weight=0.001)

@@ -98,8 +98,9 @@ def test_trainer_stage2_needs_and_freezes_a_stage1_wae(tmp_path):
     save_file(WaveletLikeAutoEncoder().state_dict(), str(wae_path))
     run = train_classifier(_tiny_config(tmp_path / 'stage2', stage=2, epochs=1, train_samples=16,
                                         model_kwargs={'wae_weights': str(wae_path)}))
-    for name, value in load_file(str(wae_path)).items():
-        assert torch.equal(run['model'].wae.state_dict()[name], value), name
+    stage1 = load_file(str(wae_path))
+    for name, value in run['model'].wae.state_dict().items():
+        assert torch.equal(stage1[name], value), name
     assert 'train_transform' not in _summary(tmp_path / 'stage2')[0]
 
 

@@ -8,6 +8,7 @@ Flag names follow timm's train.py. Paper recipe for WAE-ResNet-50 on ImageNet (s
         --model-kwargs wae_weights=wae_imagenet.safetensors -b 32 --lr 0.1 --output runs/stage2
     # stage 3: joint fine-tuning, gamma = 0.001, lr 1e-4
     torchrun --nproc_per_node 8 tools/train.py --data-dir /data/imagenet --model wae_resnet50 --stage 3 \\
+        --model-kwargs wae_weights=wae_imagenet.safetensors \\
         --initial-checkpoint runs/stage2/model.safetensors -b 32 --lr 1e-4 --output runs/stage3
 
     # Fashion-MNIST at native resolution (28 px padded to 32), CPU

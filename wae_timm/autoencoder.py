@@ -7,6 +7,15 @@ ceil(W/2)]``. The decoder upsamples each one and adds them to rebuild the
 image, ``I' = D_L(I_L) + D_H(I_H)``; it exists for the transform loss only and
 never runs at inference.
 
+Parts that only training needs are optional: the decoder (only the transform
+loss runs it) and the high output ``to_high`` (only a fusion branch or the
+decoder reads ``I_H``). A model builds them only where something trains them,
+so that every parameter it has gets a gradient (timm's contract, and what
+``DistributedDataParallel`` needs). Checkpoints load into either form by one
+rule (see :meth:`WaveletLikeAutoEncoder.load_state_dict` pre-hook): keys of a
+part the module does not have are dropped, and a part the checkpoint lacks
+keeps the module's current weights (with a warning if they were never loaded).
+
 Layer shapes follow the paper's Fig. 2 and the authors' Caffe release: three
 3x3 convolutions of 16 channels at full resolution, then one stride-2 3x3
 convolution per branch; per decoder branch a 4x4 stride-2 transposed
@@ -14,14 +23,18 @@ convolution followed by three 3x3 convolutions (16, 16, 3 channels). There is
 no normalisation inside the WAE (the authors confirmed it); the BatchNorms on
 ``I_L``/``I_H`` belong to the classifier and live in :class:`WAEWrapper`.
 """
+import warnings
 from pathlib import Path
-from typing import NamedTuple, Tuple, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss', 'load_wae_weights', 'SHIPPED_WEIGHTS_DIR']
+__all__ = [
+    'WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss', 'load_wae_weights', 'optional_part_keys',
+    'SHIPPED_WEIGHTS_DIR',
+]
 
 # stage-1 WAE weights that ship inside the package, loadable by name
 SHIPPED_WEIGHTS_DIR = Path(__file__).parent / 'weights'
@@ -33,8 +46,8 @@ class Decomposition(NamedTuple):
     high: torch.Tensor
 
 
-def _conv3x3(in_chs: int, out_chs: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1)
+def _conv3x3(in_chs: int, out_chs: int, stride: int = 1, **dd: Any) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1, **dd)
 
 
 class _Upsampler(nn.Module):
@@ -46,12 +59,12 @@ class _Upsampler(nn.Module):
     the extra row/column.
     """
 
-    def __init__(self, in_chs: int = 3, width: int = 16, out_chs: int = 3) -> None:
+    def __init__(self, in_chs: int = 3, width: int = 16, out_chs: int = 3, **dd: Any) -> None:
         super().__init__()
-        self.up = nn.ConvTranspose2d(in_chs, width, kernel_size=4, stride=2, padding=1)
-        self.conv1 = _conv3x3(width, width)
-        self.conv2 = _conv3x3(width, width)
-        self.conv3 = _conv3x3(width, out_chs)
+        self.up = nn.ConvTranspose2d(in_chs, width, kernel_size=4, stride=2, padding=1, **dd)
+        self.conv1 = _conv3x3(width, width, **dd)
+        self.conv2 = _conv3x3(width, width, **dd)
+        self.conv3 = _conv3x3(width, out_chs, **dd)
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         x = F.relu(self.up(x))[:, :, :height, :width]
@@ -67,11 +80,15 @@ class WaveletLikeAutoEncoder(nn.Module):
         in_chans: channels of the input image.
         width: channels of every intermediate layer (16 in the paper).
         band_chans: channels of each of ``I_L`` and ``I_H`` (3 in the paper).
-        with_decoder: build the decoder; inference-only models can drop it.
+        with_decoder: build the decoder (stage-1 training, the transform loss).
+        with_high: build ``to_high``; without it ``encode`` returns an empty ``I_H``
+            (a model with no fusion branch and no decoder never reads it).
+        device, dtype: where and in which type the parameters are created.
 
     Shapes: ``encode`` maps ``[B, in_chans, H, W]`` to two tensors of
-    ``[B, band_chans, ceil(H/2), ceil(W/2)]``; ``decode`` maps them back to
-    ``[B, in_chans, H, W]`` for any ``H, W`` (odd sizes included).
+    ``[B, band_chans, ceil(H/2), ceil(W/2)]`` (``I_H`` has 0 channels without
+    ``to_high``); ``decode`` maps them back to ``[B, in_chans, H, W]`` for any
+    ``H, W`` (odd sizes included).
     """
 
     def __init__(
@@ -80,25 +97,33 @@ class WaveletLikeAutoEncoder(nn.Module):
             width: int = 16,
             band_chans: int = 3,
             with_decoder: bool = True,
+            with_high: bool = True,
+            device: Optional[Union[str, torch.device]] = None,
+            dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        if with_decoder and not with_high:
+            raise ValueError('with_decoder=True needs with_high=True: the decoder reconstructs from I_L and I_H')
+        dd = dict(device=device, dtype=dtype)
         self.in_chans = in_chans
         self.band_chans = band_chans
-        self.high_chans = band_chans
+        self.high_chans = band_chans if with_high else 0
         self.stem = nn.Sequential(
-            _conv3x3(in_chans, width), nn.ReLU(inplace=True),
-            _conv3x3(width, width), nn.ReLU(inplace=True),
-            _conv3x3(width, width), nn.ReLU(inplace=True),
+            _conv3x3(in_chans, width, **dd), nn.ReLU(inplace=True),
+            _conv3x3(width, width, **dd), nn.ReLU(inplace=True),
+            _conv3x3(width, width, **dd), nn.ReLU(inplace=True),
         )
-        self.to_low = _conv3x3(width, band_chans, stride=2)
-        self.to_high = _conv3x3(width, band_chans, stride=2)
+        self.to_low = _conv3x3(width, band_chans, stride=2, **dd)
+        self.to_high = _conv3x3(width, band_chans, stride=2, **dd) if with_high else None
         if with_decoder:
-            self.decode_low = _Upsampler(band_chans, width, in_chans)
-            self.decode_high = _Upsampler(band_chans, width, in_chans)
+            self.decode_low = _Upsampler(band_chans, width, in_chans, **dd)
+            self.decode_high = _Upsampler(band_chans, width, in_chans, **dd)
         else:
             self.decode_low = None
             self.decode_high = None
         self.init_weights()
+        self.decoder_loaded = False  # set when a checkpoint with decoder weights was loaded
+        self.register_load_state_dict_pre_hook(_reconcile_optional_parts)
 
     @property
     def has_decoder(self) -> bool:
@@ -118,7 +143,10 @@ class WaveletLikeAutoEncoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> Decomposition:
         shared = self.stem(x)
-        return Decomposition(self.to_low(shared), self.to_high(shared))
+        low = self.to_low(shared)
+        if self.to_high is None:
+            return Decomposition(low, low[:, :0])  # a view with no channels: nothing is allocated
+        return Decomposition(low, self.to_high(shared))
 
     def decode(self, low: torch.Tensor, high: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if self.decode_low is None or self.decode_high is None:
@@ -129,6 +157,52 @@ class WaveletLikeAutoEncoder(nn.Module):
         """Returns ``(I_L, I_H, reconstruction)``."""
         low, high = self.encode(x)
         return low, high, self.decode(low, high, x.shape[-2], x.shape[-1])
+
+
+# parts a WaveletLikeAutoEncoder may lack, by the prefix of their state-dict keys
+_OPTIONAL_PARTS = {'decoder': ('decode_low.', 'decode_high.'), 'to_high': ('to_high.',)}
+
+
+def optional_part_keys(
+        wae: 'WaveletLikeAutoEncoder', state_keys: Iterable[str], prefix: str = '') -> Tuple[List[str], List[str]]:
+    """How a checkpoint's keys meet ``wae``'s optional parts (the decoder, ``to_high``).
+
+    Returns ``(surplus, kept)``: ``surplus`` are checkpoint keys of parts ``wae``
+    lacks (to be dropped); ``kept`` are ``wae``'s keys of parts the checkpoint
+    lacks entirely (``wae`` keeps its current weights for them). A part that is
+    present in part is in neither list, for strict loading to report.
+    """
+    state_keys = list(state_keys)
+    own_keys = list(wae.state_dict(prefix=prefix))
+    surplus: List[str] = []
+    kept: List[str] = []
+    for part_prefixes in _OPTIONAL_PARTS.values():
+        full = tuple(prefix + p for p in part_prefixes)
+        theirs = [k for k in state_keys if k.startswith(full)]
+        ours = [k for k in own_keys if k.startswith(full)]
+        if not ours:
+            surplus += theirs
+        elif not theirs:
+            kept += ours
+    return surplus, kept
+
+
+def _reconcile_optional_parts(
+        module: 'WaveletLikeAutoEncoder', state_dict: Dict[str, Any], prefix: str, local_metadata: Any,
+        strict: bool, missing_keys: List[str], unexpected_keys: List[str], error_msgs: List[str]) -> None:
+    """``load_state_dict`` pre-hook: fit a checkpoint with or without the optional parts (edits ``state_dict``)."""
+    surplus, kept = optional_part_keys(module, state_dict.keys(), prefix)
+    for key in surplus:
+        del state_dict[key]
+    decoder_prefixes = tuple(prefix + p for p in _OPTIONAL_PARTS['decoder'])
+    if module.has_decoder and not any(k.startswith(decoder_prefixes) for k in kept):
+        module.decoder_loaded = True
+    elif kept and module.has_decoder and not module.decoder_loaded:
+        warnings.warn(
+            'the checkpoint has no WAE decoder; the decoder keeps its initial weights '
+            '(pass wae_weights=<stage-1 .safetensors> to start from a trained one)', stacklevel=3)
+    own = module.state_dict(prefix=prefix)
+    state_dict.update({k: own[k] for k in kept})
 
 
 def transform_loss(
@@ -172,8 +246,8 @@ def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> N
     """Load stage-1 weights into ``wae`` from a ``.safetensors`` file or a shipped name.
 
     The file may hold the WAE alone or a whole model (keys under ``wae.``).
-    The encoder must be complete; decoder weights are loaded when ``wae`` has a
-    decoder (and then required), ignored otherwise.
+    The encoder must be complete; the optional parts follow the module's load
+    rule (present in the file but not in ``wae``: ignored; the reverse: kept).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -184,9 +258,9 @@ def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> N
         raise ValueError(f'cannot read WAE weights {path}: {err}') from err
     if any(k.startswith('wae.') for k in state):
         state = {k[len('wae.'):]: v for k, v in state.items() if k.startswith('wae.')}
-    if not wae.has_decoder:
-        state = {k: v for k, v in state.items() if not k.startswith('decode_')}
-    expected = wae.state_dict()
+    surplus, kept = optional_part_keys(wae, state)
+    state = {k: v for k, v in state.items() if k not in surplus}
+    expected = {k: v for k, v in wae.state_dict().items() if k not in kept}
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
     mismatched = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)

@@ -37,8 +37,17 @@ BASELINE_CHANGES: Dict[str, Dict[str, Any]] = {
 }
 BASELINE_BACKBONES = ('vgg16', 'resnet18', 'resnet50')
 
+
+
+def _baseline_args(backbone: str, changes: Dict[str, Any]) -> Dict[str, Any]:
+    args = dict(WAE_MODEL_ARGS[f'wae_{backbone}'], **changes)
+    if not args.get('fusion', True):
+        args.pop('fusion_hidden', None)  # no fusion head to shape
+    return args
+
+
 BASELINE_MODEL_ARGS: Dict[str, Dict[str, Any]] = {
-    f'{kind}_{backbone}': dict(WAE_MODEL_ARGS[f'wae_{backbone}'], **changes)
+    f'{kind}_{backbone}': _baseline_args(backbone, changes)
     for kind, changes in BASELINE_CHANGES.items() for backbone in BASELINE_BACKBONES
 }
 

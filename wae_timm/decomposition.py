@@ -10,7 +10,7 @@ low band) and ``high_chans`` (of the high band):
 - ``'resize'``: the image downsampled to half resolution, and no high band
   (the paper's I_R baseline: the backbone run at half resolution).
 """
-from typing import Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -51,12 +51,27 @@ class WaveletBands(nn.Module):
         return self.dwt(x)
 
 
-def create_decomposition(name: str, in_chans: int = 3, with_decoder: bool = True) -> nn.Module:
-    """The front end called ``name`` (one of :data:`DECOMPOSITIONS`)."""
+def create_decomposition(
+        name: str,
+        in_chans: int = 3,
+        with_decoder: bool = False,
+        with_high: bool = True,
+        device: Optional[Union[str, torch.device]] = None,
+        dtype: Optional[torch.dtype] = None,
+) -> nn.Module:
+    """The front end called ``name`` (one of :data:`DECOMPOSITIONS`).
+
+    ``with_decoder`` and ``with_high`` shape the learned WAE (see
+    :class:`WaveletLikeAutoEncoder`); the fixed front ends have neither a
+    decoder nor weights, and refuse ``with_decoder=True``.
+    """
+    if name not in DECOMPOSITIONS:
+        raise ValueError(f'unknown decomposition {name!r}; expected one of {DECOMPOSITIONS}')
     if name == 'wae':
-        return WaveletLikeAutoEncoder(in_chans=in_chans, with_decoder=with_decoder)
-    if name == 'wavelet':
-        return WaveletBands(in_chans)
-    if name == 'resize':
-        return ResizeDecomposition(in_chans)
-    raise ValueError(f'unknown decomposition {name!r}; expected one of {DECOMPOSITIONS}')
+        return WaveletLikeAutoEncoder(
+            in_chans=in_chans, with_decoder=with_decoder, with_high=with_high, device=device, dtype=dtype)
+    if with_decoder:
+        raise ValueError(f'with_decoder=True needs decomposition="wae"; the fixed {name!r} front end has no decoder '
+                         '(and no transform loss)')
+    front_end = WaveletBands(in_chans) if name == 'wavelet' else ResizeDecomposition(in_chans)
+    return front_end.to(device=device, dtype=dtype)

@@ -248,9 +248,20 @@ def _measure(spec: str, input_size: int) -> _Measurement:
     model = timm.create_model(name)
     count = count_flops(model, (3, size, size))
     if isinstance(model, WAEWrapper):
+        # inference models carry no decoder: count the one a learned WAE trains with (stages 1 and 3),
+        # unless the model is registered without one (Decomposition+CNN)
+        decoder = None
+        if model.decomposition == 'wae' and _registered_args(name).get('with_decoder', True):
+            decoder = count_decoder_flops(timm.create_model(name, with_decoder=True), (3, size, size))
         return _Measurement(name, size, parameter_count(model), count, model.backbone_name,
-                            wae_components(count), count_decoder_flops(model, (3, size, size)))
+                            wae_components(count), decoder)
     return _Measurement(name, size, parameter_count(model), count, name, {}, None)
+
+
+def _registered_args(name: str) -> Dict[str, Any]:
+    from .baselines import BASELINE_MODEL_ARGS
+    from .models import WAE_MODEL_ARGS
+    return {**WAE_MODEL_ARGS, **BASELINE_MODEL_ARGS}.get(name, {})
 
 
 def _gflops(flops: Optional[int]) -> Optional[float]:

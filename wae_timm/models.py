@@ -11,6 +11,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from .pretrained import PretrainedTag, build_tags, checkpoint_filter, explain_load_errors, prepare_pretrained, \
     pretrained_cfgs
+from .width_scaling import default_out_indices
 from .wrapper import WAEWrapper
 
 __all__ = ['WAE_MODEL_ARGS', 'wrapper_cfg', 'build_wrapper', 'PRETRAINED_TAGS', 'published_tags']
@@ -91,8 +92,9 @@ def build_wrapper(variant: str, model_args: Dict[str, Any], pretrained: bool = F
         return build_model_with_cfg(
             WAEWrapper, variant, pretrained,
             # the default FeatureListNet rebuilds a model from its direct children,
-            # which cannot reach inside the branches: use forward_intermediates
-            feature_cfg=dict(feature_cls='getter'),
+            # which cannot reach inside the branches: use forward_intermediates, with
+            # the backbone's own feature levels (ConvNeXt has 4, ResNet 5, VGG 6)
+            feature_cfg=dict(feature_cls='getter', out_indices=default_out_indices(model_args['backbone'])),
             pretrained_filter_fn=checkpoint_filter(source) if source else None,
             **model_args,
         )

@@ -25,6 +25,8 @@ from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional,
 import torch
 import torch.nn as nn
 
+from .autoencoder import WaveletLikeAutoEncoder, optional_part_keys
+
 __all__ = [
     'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag', 'FASHION_MNIST_LABELS',
     'build_tags', 'pretrained_cfgs', 'WeightsSource', 'prepare_pretrained',
@@ -193,9 +195,7 @@ def prepare_pretrained(variant: str, kwargs: Dict[str, Any], tags: Mapping[str, 
     """Check that ``pretrained=True`` can be honoured before a model is built; say where from.
 
     ``kwargs`` are the entrypoint's keyword arguments (with timm's
-    ``pretrained_cfg`` / ``pretrained_cfg_overlay`` / ``cache_dir``). A tag
-    whose checkpoint has no decoder makes the model build without one unless
-    ``with_decoder`` is given, so that nothing is left at random init.
+    ``pretrained_cfg`` / ``pretrained_cfg_overlay`` / ``cache_dir``).
     """
     from timm.models import resolve_pretrained_cfg
     cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
@@ -206,23 +206,26 @@ def prepare_pretrained(variant: str, kwargs: Dict[str, Any], tags: Mapping[str, 
         raise NoPretrainedWeightsError(
             f'{name} has no pretrained weights ({why}). Use pretrained=False for random init'
             + (f', or a tag with weights: {with_weights}' if with_weights else '') + '.')
-    tag = tags.get(name)
-    if tag is not None and not cfg.file and not cfg.url and cfg.hf_hub_id == tag.hf_hub_id and not tag.keeps_decoder:
-        kwargs.setdefault('with_decoder', False)
     cache_dir = kwargs.get('cache_dir')
     return WeightsSource(
         name, hf_hub_id=cfg.hf_hub_id, filename=cfg.hf_hub_filename or WEIGHTS_FILENAME,
         file=cfg.file, url=cfg.url, cache_dir=str(cache_dir) if cache_dir else None)
 
 
+def _classifier_keys(model: nn.Module) -> set:
+    """The classifier weights named by the model's cfg: timm's ``load_pretrained`` drops or
+    re-initialises them for another ``num_classes`` (0 included), so they may be absent either side."""
+    names = getattr(model, 'pretrained_cfg', {}).get('classifier') or ()
+    names = (names,) if isinstance(names, str) else tuple(names)
+    return {f'{n}.{p}' for n in names for p in ('weight', 'bias')}
+
+
 def _adaptable_keys(model: nn.Module) -> set:
     """Weights timm's ``load_pretrained`` may legitimately reshape: classifiers and the first conv."""
-    cfg = getattr(model, 'pretrained_cfg', {})
-    names = cfg.get('classifier') or ()
-    names = (names,) if isinstance(names, str) else tuple(names)
-    keys = {f'{n}.{p}' for n in names for p in ('weight', 'bias')}
-    if cfg.get('first_conv'):
-        keys.add(f"{cfg['first_conv']}.weight")
+    keys = _classifier_keys(model)
+    first_conv = getattr(model, 'pretrained_cfg', {}).get('first_conv')
+    if first_conv:
+        keys.add(f'{first_conv}.weight')
     return keys
 
 
@@ -235,10 +238,14 @@ def state_dict_mismatch(
         expected: Mapping[str, torch.Tensor],
         found: Mapping[str, torch.Tensor],
         adaptable: Collection[str] = (),
+        optional: Collection[str] = (),
 ) -> str:
-    """What keeps ``found`` from loading where ``expected`` is ('' if nothing); ``adaptable`` keys may change shape."""
-    missing = sorted(expected.keys() - found.keys())
-    unexpected = sorted(found.keys() - expected.keys())
+    """What keeps ``found`` from loading where ``expected`` is ('' if nothing).
+
+    ``adaptable`` keys may change shape; ``optional`` keys may be missing on either side.
+    """
+    missing = sorted(expected.keys() - found.keys() - set(optional))
+    unexpected = sorted(found.keys() - expected.keys() - set(optional))
     reshaped = sorted(
         f'{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}'
         for k in expected.keys() & found.keys() if k not in adaptable and found[k].shape != expected[k].shape)
@@ -255,13 +262,19 @@ def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor
     """A ``pretrained_filter_fn`` that refuses a checkpoint of another model, naming the file.
 
     timm loads non-strictly whenever it drops the classifiers, so without this a
-    foreign checkpoint would leave missing layers at random init silently. A
-    checkpoint's decoder is dropped when the model was built without one.
+    foreign checkpoint would leave missing layers at random init silently. The
+    WAE's optional parts (decoder, ``to_high``) follow the WAE's load rule (see
+    :func:`wae_timm.autoencoder.optional_part_keys`), and the classifiers may be
+    absent either side: timm itself drops them for ``num_classes=0``.
     """
     def check(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
-        if not getattr(getattr(model, 'wae', None), 'has_decoder', True):
-            state_dict = drop_decoder(state_dict)
-        problem = state_dict_mismatch(model.state_dict(), state_dict, _adaptable_keys(model))
+        expected = model.state_dict()
+        wae = getattr(model, 'wae', None)
+        if isinstance(wae, WaveletLikeAutoEncoder):
+            surplus, kept = optional_part_keys(wae, state_dict, prefix='wae.')
+            state_dict = {k: v for k, v in state_dict.items() if k not in surplus}
+            expected = {k: v for k, v in expected.items() if k not in kept}
+        problem = state_dict_mismatch(expected, state_dict, _adaptable_keys(model), _classifier_keys(model))
         if problem:
             architecture = getattr(model, 'pretrained_cfg', {}).get('architecture', type(model).__name__)
             raise CheckpointMismatchError(f'{source.describe()} is not a checkpoint of this {architecture} model: {problem}')

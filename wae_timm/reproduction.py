@@ -142,7 +142,8 @@ ROWS: Tuple[RowSpec, ...] = (
     RowSpec('wavelet', 'Wavelet+CNN, cA + details', dict(decomposition='wavelet')),
     RowSpec('decomposition', 'Decomposition+CNN', dict(decomposition='wae', with_decoder=False)),
     RowSpec('wae_low', 'WAE, I_L only', dict(fusion=False, with_decoder=False), stage='frozen_wae'),
-    RowSpec('wae_stage2', 'WAE, I_L + I_H, w/o stage 3', dict(), stage='frozen_wae'),
+    # with the (frozen) stage-1 decoder: wae_stage3 continues from this model and computes L_t with it
+    RowSpec('wae_stage2', 'WAE, I_L + I_H, w/o stage 3', dict(with_decoder=True), stage='frozen_wae'),
     RowSpec('wae_stage3', 'WAE, I_L + I_H, with stage 3 (ours)', dict(), stage='continue', parent='wae_stage2',
             unfreeze_wae=True, use_gamma=True, noise=True),
     RowSpec('wae_stage2_longer', 'WAE, I_L + I_H, stage 2 continued (control)', dict(), stage='continue',

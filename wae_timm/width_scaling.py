@@ -41,7 +41,7 @@ from timm.models.resnet import ResNet, downsample_conv
 from timm.models.vgg import VGG
 
 __all__ = [
-    'BuildArgs', 'capture_build_args', 'create_width_scaled', 'prepare_trunk', 'family_of',
+    'BuildArgs', 'capture_build_args', 'create_width_scaled', 'prepare_trunk', 'family_of', 'default_out_indices',
     'SUPPORTED_FAMILIES', 'UnsupportedBackboneError',
 ]
 
@@ -205,7 +205,7 @@ def _rebuild_conv(conv: nn.Conv2d, in_channels: int = 0, out_channels: int = 0) 
     new = nn.Conv2d(
         in_channels or conv.in_channels, out_channels or conv.out_channels, conv.kernel_size,
         stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
-        bias=conv.bias is not None)
+        bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
     nn.init.kaiming_normal_(new.weight, mode='fan_out', nonlinearity='relu')  # as ResNet.init_weights
     return new
 
@@ -215,8 +215,9 @@ def _shrink_plain_resnet_stem(model: ResNet, width: int) -> None:
     # arguments (stem_width only shapes deep stems), so the stem and the
     # first block's input side are rebuilt at the divided width.
     norm_layer = type(model.bn1)
+    dd = dict(device=model.conv1.weight.device, dtype=model.conv1.weight.dtype)
     model.conv1 = _rebuild_conv(model.conv1, out_channels=width)
-    model.bn1 = norm_layer(width)
+    model.bn1 = norm_layer(width, **dd)
     model.feature_info[0]['num_chs'] = width
     first_block = model.layer1[0]
     first_block.conv1 = _rebuild_conv(first_block.conv1, in_channels=width)
@@ -225,7 +226,7 @@ def _shrink_plain_resnet_stem(model: ResNet, width: int) -> None:
         first_block.downsample = None
     else:
         # layer1 has stride 1, where every timm shortcut variant is a 1x1 conv + norm
-        first_block.downsample = downsample_conv(width, block_out, kernel_size=1, norm_layer=norm_layer)
+        first_block.downsample = downsample_conv(width, block_out, kernel_size=1, norm_layer=norm_layer, **dd)
 
 
 def create_width_scaled(model_name: str, width_divisor: int = 4, **kwargs: Any) -> nn.Module:
@@ -263,6 +264,12 @@ def prepare_trunk(model: nn.Module, global_pool: str = 'avg') -> nn.Module:
             if isinstance(module, nn.MaxPool2d):
                 module.ceil_mode = True
     return model
+
+
+def default_out_indices(model_name: str) -> Tuple[int, ...]:
+    """The feature levels ``features_only=True`` returns by default for ``model_name`` (its entrypoint's choice)."""
+    feature_cfg = capture_build_args(model_name).kwargs.get('feature_cfg') or {}
+    return tuple(feature_cfg.get('out_indices', (0, 1, 2, 3, 4)))
 
 
 def create_trunk(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:

@@ -21,7 +21,7 @@ Heads come in two styles:
 Both heads may have hidden layers (fc-ReLU-dropout), as the reference VGG's
 1024-1024 (low) and 2048-2048 (fusion) heads do.
 """
-from typing import Any, Dict, Final, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Final, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.fx
@@ -32,9 +32,9 @@ from torch.utils.checkpoint import checkpoint
 from .autoencoder import load_wae_weights, transform_loss
 from .auxiliary_loss import attach_auxiliary_loss
 from .checks import MIN_INPUT_SIZE, check_image_batch
-from .decomposition import create_decomposition
+from .decomposition import DECOMPOSITIONS, create_decomposition
 from .inference import fold_batchnorms
-from .width_scaling import create_trunk, create_width_scaled, prepare_trunk
+from .width_scaling import create_trunk, create_width_scaled, family_of, prepare_trunk
 
 __all__ = ['WAEWrapper', 'WAEOutput', 'BranchClassifier']
 
@@ -61,20 +61,30 @@ class BranchClassifier(nn.Module):
             hidden_sizes: Sequence[int] = (),
             hidden_drop_rate: float = 0.,
             drop_rate: float = 0.,
+            device: Optional[Union[str, torch.device]] = None,
+            dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         layers: List[nn.Module] = []
         width = in_features
         for hidden in hidden_sizes:
-            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(hidden_drop_rate)]
+            layers += [nn.Linear(width, hidden, **dd), nn.ReLU(inplace=True), nn.Dropout(hidden_drop_rate)]
             width = hidden
         self.hidden = nn.Sequential(*layers)
         self.num_features = width
         self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = nn.Linear(width, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
-    def reset(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def reset(
+            self,
+            num_classes: int,
+            device: Optional[Union[str, torch.device]] = None,
+            dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        """A new final fc of ``num_classes`` outputs."""
+        self.fc = nn.Linear(self.num_features, num_classes, device=device, dtype=dtype) if num_classes > 0 \
+            else nn.Identity()
 
     def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.hidden(x))
@@ -87,6 +97,72 @@ def _head_input_size(trunk: nn.Module) -> int:
     return int(getattr(trunk, 'head_hidden_size', trunk.num_features))
 
 
+# global_pool of a flatten_grid model: each map max-pooled to the grid (the reference VGG head)
+GRID_POOL = 'grid'
+# families whose timm constructors take output_stride (through dilation)
+OUTPUT_STRIDE_FAMILIES = ('resnet', 'convnext', 'efficientnet', 'regnet')
+
+
+def _check_output_stride(backbone: str, output_stride: int) -> None:
+    family = family_of(backbone)
+    if family not in OUTPUT_STRIDE_FAMILIES:
+        raise ValueError(f'output_stride={output_stride}: {backbone} ({family} family) has a fixed stride; '
+                         f'output_stride is supported for the families {OUTPUT_STRIDE_FAMILIES}')
+    if output_stride not in (16, 32, 64):
+        raise ValueError(f'output_stride={output_stride}: expected 16, 32 or 64 (the branches run at half '
+                         'resolution with a stride of 8, 16 or 32)')
+
+
+def _check_wrapper_args(**args: Any) -> None:
+    """Refuse flag values and combinations that are invalid or would be silently ignored."""
+    def refuse(why: str) -> None:
+        raise ValueError(f'WAEWrapper: {why}')
+
+    if args['num_classes'] < 0:
+        refuse(f"num_classes={args['num_classes']}: expected 0 (pre-logit features) or a positive count")
+    if args['in_chans'] < 1:
+        refuse(f"in_chans={args['in_chans']}: expected a positive channel count")
+    if args['width_divisor'] < 1:
+        refuse(f"width_divisor={args['width_divisor']}: expected a positive integer")
+    for name in ('drop_rate', 'hidden_drop_rate'):
+        if not 0 <= args[name] < 1:
+            refuse(f'{name}={args[name]}: expected a probability in [0, 1)')
+    for name in ('energy_weight', 'aux_loss_weight'):
+        if args[name] < 0:
+            refuse(f'{name}={args[name]}: expected a weight >= 0')
+    if args['flatten_grid'] < 0:
+        refuse(f"flatten_grid={args['flatten_grid']}: expected 0 (pooled heads) or a grid size > 0")
+    pool = args['global_pool']
+    if args['flatten_grid'] > 0 and pool not in ('', GRID_POOL):
+        refuse(f"global_pool={pool!r} with flatten_grid={args['flatten_grid']}: the heads see each map max-pooled "
+               f"to the grid; expected global_pool={GRID_POOL!r} (the default) or '' (unpooled maps)")
+    if args['flatten_grid'] == 0 and pool == GRID_POOL:
+        refuse(f"global_pool={GRID_POOL!r} needs flatten_grid > 0")
+    if pool == '' and args['num_classes'] > 0:
+        refuse(f"global_pool='' returns unpooled feature maps and needs num_classes=0, "
+               f"got num_classes={args['num_classes']}")
+    if args['hidden_drop_rate'] > 0 and not (args['low_hidden'] or args['fusion_hidden']):
+        refuse(f"hidden_drop_rate={args['hidden_drop_rate']} without hidden layers (low_hidden, fusion_hidden)")
+    if not args['fusion'] and args['fusion_hidden']:
+        refuse(f"fusion_hidden={tuple(args['fusion_hidden'])} with fusion=False: there is no fusion head")
+    decomposition = args['decomposition']
+    if decomposition not in DECOMPOSITIONS:
+        refuse(f'decomposition={decomposition!r}: expected one of {DECOMPOSITIONS}')
+    if decomposition == 'resize' and args['fusion']:
+        refuse("decomposition='resize' has no high band for a fusion branch: use fusion=False")
+    if decomposition != 'wae':
+        for name in ('wae_weights', 'freeze_wae', 'with_decoder', 'aux_loss_weight'):
+            if args[name]:
+                refuse(f'{name}={args[name]!r} needs decomposition="wae"; the fixed {decomposition!r} '
+                       'front end has no weights, decoder or transform loss')
+    if args['aux_loss_weight'] > 0 and not args['with_decoder']:
+        refuse(f"aux_loss_weight={args['aux_loss_weight']} needs the WAE decoder (the transform loss "
+               'reconstructs the image): drop with_decoder=False')
+    if args['aux_loss_weight'] > 0 and args['freeze_wae']:
+        refuse(f"aux_loss_weight={args['aux_loss_weight']} with freeze_wae=True: the transform loss trains "
+               'only the WAE, which is frozen (stage 3 unfreezes it)')
+
+
 class WAEWrapper(nn.Module):
     """The WAE classification network of Chen et al. (AAAI 2018) around a timm CNN.
 
@@ -95,7 +171,9 @@ class WAEWrapper(nn.Module):
         num_classes: classes of both classifiers (0 gives pre-logit features).
         in_chans: channels of the input image (the WAE's input; I_L and I_H stay 3-channel).
         width_divisor: the high branch's widths are the backbone's divided by this (4 in the paper).
-        global_pool: pooling of the branches' pooled heads (timm names: 'avg', 'max', ...).
+        global_pool: pooling of the branches' pooled heads (timm names: 'avg', 'max', ...; default
+            'avg'), or '' for unpooled maps (with ``num_classes=0``). With ``flatten_grid`` only
+            'grid' (the default) and '' are valid.
         flatten_grid: if > 0, heads see each map max-pooled to this grid and flattened
             (the reference VGG16 head on pool5) instead of the branches' pooled features.
         low_hidden: hidden fc widths of the low classifier (reference VGG16: (1024, 1024)).
@@ -103,8 +181,14 @@ class WAEWrapper(nn.Module):
         hidden_drop_rate: dropout after each hidden fc.
         drop_rate: dropout before each final fc (timm's ``--drop``).
         drop_path_rate: stochastic depth of both branches where the backbone supports it.
+        output_stride: reduction of the final maps relative to the input (16, 32 or 64; default 64,
+            the branches' 32 at half resolution), by dilation, for the families in
+            :data:`OUTPUT_STRIDE_FAMILIES`.
         pretrained_backbone: initialise the low branch from the backbone's timm weights.
-        with_decoder: keep the WAE decoder (needed for the transform loss; not for inference).
+        with_decoder: build the WAE decoder. Default: only when ``aux_loss_weight > 0``, the one
+            loss of a plain ``forward`` that trains it; ``True`` for trainers that compute the
+            transform loss themselves (:meth:`forward_train`). A checkpoint with or without
+            decoder loads into either form (see :mod:`wae_timm.autoencoder`).
         energy_weight: lambda of the transform loss.
         backbone_kwargs: extra arguments for both branches' timm constructors.
         decomposition: the front end, 'wae' (learned), 'wavelet' (CDF 9/7) or 'resize'
@@ -117,9 +201,14 @@ class WAEWrapper(nn.Module):
         aux_loss_weight: gamma of stage 3; when > 0, a training-mode ``forward`` adds the
             gradient of ``gamma * L_t`` to whatever loss the training script computes
             (see :mod:`wae_timm.auxiliary_loss`).
+        device, dtype: where and in which type the parameters are created (``'meta'`` included).
+
+    Every flag is checked before anything is built: an invalid value, or a combination in
+    which a flag would have no effect, raises ``ValueError`` naming it.
     """
 
     fusion: Final[bool]
+    shared_pre_logits: Final[bool]
 
     def __init__(
             self,
@@ -127,15 +216,16 @@ class WAEWrapper(nn.Module):
             num_classes: int = 1000,
             in_chans: int = 3,
             width_divisor: int = 4,
-            global_pool: str = 'avg',
+            global_pool: Optional[str] = None,
             flatten_grid: int = 0,
             low_hidden: Sequence[int] = (),
             fusion_hidden: Sequence[int] = (),
             hidden_drop_rate: float = 0.,
             drop_rate: float = 0.,
             drop_path_rate: Optional[float] = None,
+            output_stride: Optional[int] = None,
             pretrained_backbone: bool = False,
-            with_decoder: bool = True,
+            with_decoder: Optional[bool] = None,
             energy_weight: float = 1.0,
             backbone_kwargs: Optional[Dict[str, Any]] = None,
             decomposition: str = 'wae',
@@ -143,8 +233,21 @@ class WAEWrapper(nn.Module):
             wae_weights: Optional[str] = None,
             freeze_wae: bool = False,
             aux_loss_weight: float = 0.,
+            device: Optional[Union[str, torch.device]] = None,
+            dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        if global_pool is None:
+            global_pool = GRID_POOL if flatten_grid > 0 else 'avg'
+        if with_decoder is None:
+            with_decoder = aux_loss_weight > 0
+        _check_wrapper_args(
+            num_classes=num_classes, in_chans=in_chans, width_divisor=width_divisor, global_pool=global_pool,
+            flatten_grid=flatten_grid, fusion_hidden=fusion_hidden, low_hidden=low_hidden,
+            hidden_drop_rate=hidden_drop_rate, drop_rate=drop_rate, output_stride=output_stride,
+            with_decoder=with_decoder, energy_weight=energy_weight, decomposition=decomposition, fusion=fusion,
+            wae_weights=wae_weights, freeze_wae=freeze_wae, aux_loss_weight=aux_loss_weight)
+        dd = dict(device=device, dtype=dtype)
         self.backbone_name = backbone
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -154,31 +257,33 @@ class WAEWrapper(nn.Module):
         self.energy_weight = energy_weight
         self.aux_loss_weight = aux_loss_weight
         self.fusion = fusion
+        self.shared_pre_logits = fusion and not low_hidden and not fusion_hidden
         self.last_transform_loss: Optional[torch.Tensor] = None  # for logging in training scripts
         self.global_pool = global_pool
         self.grad_checkpointing = False
         self.inference_only = False  # set by fuse_for_inference
-        if global_pool == '' and num_classes > 0:
-            raise ValueError("global_pool='' returns unpooled feature maps and needs num_classes=0, "
-                             f'got num_classes={num_classes}')
 
         self.decomposition = decomposition
-        self.wae = create_decomposition(decomposition, in_chans, with_decoder=with_decoder and aux_loss_weight >= 0)
+        # the decoder only where the transform loss trains it, I_H only where something reads it:
+        # every parameter gets a gradient from the classification loss (DDP needs it)
+        self.wae = create_decomposition(
+            decomposition, in_chans, with_decoder=with_decoder, with_high=fusion or with_decoder, **dd)
         if wae_weights:
             load_wae_weights(self.wae, wae_weights)
         if freeze_wae:
             self.wae.requires_grad_(False)
-        if aux_loss_weight > 0 and not getattr(self.wae, 'has_decoder', False):
-            raise ValueError('aux_loss_weight > 0 needs the WAE decoder: use decomposition="wae", with_decoder=True')
-        self.low_norm = nn.BatchNorm2d(self.wae.band_chans)
-        self.high_norm = nn.BatchNorm2d(self.wae.high_chans) if fusion else nn.Identity()
+        self.low_norm = nn.BatchNorm2d(self.wae.band_chans, **dd)
+        self.high_norm = nn.BatchNorm2d(self.wae.high_chans, **dd) if fusion else nn.Identity()
 
-        branch_kwargs = dict(backbone_kwargs or {})
+        branch_kwargs = dict(backbone_kwargs or {}, **dd)
         if drop_path_rate is not None:
             branch_kwargs['drop_path_rate'] = drop_path_rate
-        # global_pool='' only switches the wrapper's output to maps; the
-        # branches keep a pooling so the heads stay valid after a reset
-        branch_pool = global_pool or 'avg'
+        if output_stride is not None:
+            _check_output_stride(backbone, output_stride)
+            branch_kwargs['output_stride'] = output_stride // 2  # the branches see a half-resolution image
+        # global_pool='' and the grid only change what the wrapper reads from the
+        # branches; the branches keep a pooling so the heads stay valid after a reset
+        branch_pool = global_pool if global_pool not in ('', GRID_POOL) else 'avg'
         self.low = create_trunk(
             backbone, pretrained=pretrained_backbone, global_pool=branch_pool,
             in_chans=self.wae.band_chans, **branch_kwargs)
@@ -230,11 +335,14 @@ class WAEWrapper(nn.Module):
         self.grad_checkpointing = enable
 
     @torch.jit.ignore
-    def no_weight_decay(self) -> set:
-        names = set()
-        for prefix, trunk in zip(('low.', 'high.'), self._trunks()):
-            if hasattr(trunk, 'no_weight_decay'):
-                names |= {prefix + n for n in trunk.no_weight_decay()}
+    def no_weight_decay(self) -> Set[str]:
+        """The branches' own no-decay parameters (timm's optimizer factory reads this)."""
+        # attribute access only: a torch.jit.script'ed model keeps submodules, not Python helpers
+        names: Set[str] = set()
+        for prefix in ('low', 'high'):
+            own = getattr(getattr(self, prefix), 'no_weight_decay', None)
+            if own is not None:
+                names |= {f'{prefix}.{n}' for n in own()}
         return names
 
     @torch.jit.ignore
@@ -244,6 +352,7 @@ class WAEWrapper(nn.Module):
         return self.head_low.fc, self.head_fusion.fc
 
     def _build_heads(self, num_classes: int) -> None:
+        dd = dict(device=self.low_norm.weight.device, dtype=self.low_norm.weight.dtype)
         if self.flatten_grid > 0:
             low_in = self.low_channels * self.flatten_grid ** 2
             high_in = self.high_channels * self.flatten_grid ** 2
@@ -251,20 +360,29 @@ class WAEWrapper(nn.Module):
             low_in = _head_input_size(self.low)
             high_in = _head_input_size(self.high) if self.fusion else 0
         args = self._head_args
-        common = dict(hidden_drop_rate=args['hidden_drop_rate'], drop_rate=args['drop_rate'])
+        common = dict(hidden_drop_rate=args['hidden_drop_rate'], drop_rate=args['drop_rate'], **dd)
         self.head_low = BranchClassifier(low_in, num_classes, args['low_hidden'], **common)
         self.head_hidden_size = self.head_low.num_features
         if self.fusion:
             self.head_fusion = BranchClassifier(low_in + high_in, num_classes, args['fusion_hidden'], **common)
-            self.head_hidden_size += self.head_fusion.num_features
+            # with linear heads the fusion input [p_L, p_H] already holds the low head's p_L
+            shared = self.head_fusion.num_features
+            self.head_hidden_size = shared if self.shared_pre_logits else self.head_hidden_size + shared
         else:
             self.head_fusion = nn.Identity()
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """New final classifiers. ``global_pool=''`` (with ``num_classes=0``) makes ``forward``
-        return the unpooled maps; another pool type re-pools both branches and rebuilds the heads."""
+        """New final classifiers, on the model's device and dtype. ``global_pool=''`` (with
+        ``num_classes=0``) makes ``forward`` return the unpooled maps; another pool type re-pools
+        both branches and rebuilds the heads (flatten-grid models: ``'grid'`` restores the grid)."""
+        if num_classes < 0:
+            raise ValueError(f'num_classes={num_classes}: expected 0 (pre-logit features) or a positive count')
         if global_pool == '' and num_classes > 0:
             raise ValueError(f"global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        if global_pool and (global_pool == GRID_POOL) != (self.flatten_grid > 0):
+            expected = f"'{GRID_POOL}' or ''" if self.flatten_grid > 0 else "a timm pool type or ''"
+            raise ValueError(f'global_pool={global_pool!r} for a model with flatten_grid={self.flatten_grid}: '
+                             f'expected {expected}')
         self.num_classes = num_classes
         if global_pool is not None:
             self.global_pool = global_pool
@@ -274,7 +392,7 @@ class WAEWrapper(nn.Module):
             self._build_heads(num_classes)
         else:
             for head in self._heads():
-                head.reset(num_classes)
+                head.reset(num_classes, device=self.low_norm.weight.device, dtype=self.low_norm.weight.dtype)
 
     def _trunks(self) -> List[nn.Module]:
         return [self.low, self.high] if self.fusion else [self.low]
@@ -300,6 +418,12 @@ class WAEWrapper(nn.Module):
         fold_batchnorms(self)
         self.inference_only = True
         return self
+
+    def train(self, mode: bool = True) -> 'WAEWrapper':
+        """timm's ``train``; refused on a model fused for inference (its BatchNorms are gone)."""
+        if mode and self.inference_only:
+            self._check_trainable()
+        return super().train(mode)
 
     def _check_trainable(self) -> None:
         if self.inference_only:
@@ -343,6 +467,8 @@ class WAEWrapper(nn.Module):
         low_in, fusion_in = self._head_inputs(f_low, f_high)
         if not self.fusion:
             return self.head_low.pre_logits(low_in) if pre_logits else self.head_low(low_in)
+        if pre_logits and self.shared_pre_logits:
+            return self.head_fusion.pre_logits(fusion_in)  # [p_L, p_H]: each feature once
         if pre_logits:
             return torch.cat([self.head_low.pre_logits(low_in), self.head_fusion.pre_logits(fusion_in)], dim=1)
         return (self.head_low(low_in) + self.head_fusion(fusion_in)) / 2
