@@ -1,6 +1,7 @@
 """The ``wae-timm`` command line: the project's tools, installed with the package.
 
     wae-timm train --dataset fashion_mnist --model wae_resnet18 --stage 3 --lr 0.05 -b 128 --output runs/fmnist
+    wae-timm validate --model wae_resnet18 --checkpoint runs/fmnist/model.safetensors --dataset fashion_mnist
     wae-timm flops resnet50 wae_resnet50
     wae-timm run /path/to/timm/validate.py /data/imagenet --model wae_resnet50 --checkpoint CKPT
     python -m wae_timm COMMAND ...                     # the same, without the console script
@@ -30,6 +31,7 @@ class Command(NamedTuple):
 COMMANDS: Dict[str, Command] = {
     'train': Command('train', "stages 2 and 3 with the paper's loss CE(s_L) + CE(s_c) (+ gamma * L_t)"),
     'train-wae': Command('train_wae', 'stage 1: the WAE alone with the transform loss, saved as safetensors'),
+    'validate': Command('validate', 'top-1/top-5 accuracy and loss of a model on an image folder or Fashion-MNIST'),
     'benchmark': Command('benchmark', 'CPU/CUDA speed of the WAE models, their backbones and the baselines'),
     'flops': Command('flops', 'params, fvcore GFLOPs and the WAE components per model'),
     'push': Command('push', 'publish a trained checkpoint as a pretrained tag on the Hugging Face Hub'),
@@ -41,6 +43,7 @@ _DESCRIPTION = """The Wavelet-like Auto-Encoder's tools; `wae-timm COMMAND --hel
 
     wae-timm train-wae --dataset fashion_mnist -b 64 --epochs 1 --lr 1e-5 --output runs/fmnist_wae.safetensors
     wae-timm train --dataset fashion_mnist --model wae_resnet18 --stage 3 --lr 0.05 -b 128 --output runs/fmnist
+    wae-timm validate --model wae_resnet18 --checkpoint runs/fmnist/model.safetensors --dataset fashion_mnist
     wae-timm run /path/to/timm/validate.py /data/imagenet --model wae_resnet50 --checkpoint CKPT
 
 `python -m wae_timm COMMAND ...` is the same.
