@@ -108,6 +108,30 @@ def test_usage_errors_name_the_argument(tmp_path, capsys):
     assert exit_info.value.code == 2 and "--model-kwargs expects key=value, got 'oops'" in capsys.readouterr().err
 
 
+def test_benchmark_records_the_command_that_regenerates_it(tmp_path, monkeypatch, capsys):
+    from wae_timm.cli import benchmark as benchmark_cli
+    calls = {}
+
+    def fake_run_benchmark(backbones, batch_sizes, rounds, backend, **kwargs):
+        calls['run'] = (backbones, batch_sizes, rounds, backend, kwargs['device'], kwargs['clock'])
+        return []
+
+    def fake_write_results(rows, out_dir, name, env, final_step, command, overwrite=False):
+        calls['command'], calls['name'] = command, name
+        (out_dir / 'x.md').parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / 'x.md').write_text('table')
+        return {'md': out_dir / 'x.md'}
+
+    monkeypatch.setattr(benchmark_cli, 'run_benchmark', fake_run_benchmark)
+    monkeypatch.setattr(benchmark_cli, 'write_results', fake_write_results)
+    argv = ['--backbones', 'resnet18', '--batch-sizes', '1', '--rounds', '2', '--device', 'cpu',
+            '--out-dir', str(tmp_path), '--clock', 'thread']
+    assert main(['benchmark', *argv]) == 0
+    assert calls['run'] == (['resnet18'], [1], {1: 2}, 'jit', 'cpu', 'thread') and calls['name'] == 'benchmark_cpu'
+    assert calls['command'] == 'PYTHONPATH=. python tools/benchmark.py ' + ' '.join(argv)
+    assert capsys.readouterr().out.startswith('table')
+
+
 # validate
 
 def _validate(argv, capsys) -> dict:

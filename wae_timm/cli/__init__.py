@@ -86,15 +86,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     The namespace also holds ``argv`` (the command line as given). For ``run``,
     ``args`` is everything after the script, options included.
     """
-    argv: List[str] = list(sys.argv[1:] if argv is None else argv)
-    command = _command_of(argv)
+    line: List[str] = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(line)
     parser = build_parser(command)
     if command == _PASS_THROUGH:
-        args = parser.parse_args(argv[:2])  # `run SCRIPT` (or `run -h`); the rest belongs to the script
-        args.args = argv[2:]
+        args = parser.parse_args(line[:2])  # `run SCRIPT` (or `run -h`); the rest belongs to the script
+        args.args = line[2:]
     else:
-        args = parser.parse_args(argv)
-    args.argv = argv
+        args = parser.parse_args(line)
+    args.argv = line
     return args
 
 
