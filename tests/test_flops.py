@@ -1,9 +1,6 @@
 """FLOP counting: hand-computed counts, handles for the ops fvcore skips, WAE components, the report and its CLI."""
 import csv
 import io
-import runpy
-import sys
-from pathlib import Path
 
 import pytest
 import timm
@@ -11,9 +8,8 @@ import torch
 import torch.nn as nn
 
 from wae_timm import flops
+from wae_timm.cli import main as cli_main
 from wae_timm.flops import count_decoder_flops, count_flops, flop_report, parse_model_spec, wae_components
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_known_convolution():
@@ -106,12 +102,10 @@ def test_report_rows_ratios_and_formats():
         report.render('xlsx')
 
 
-def test_cli_refuses_to_overwrite(tmp_path, monkeypatch, capsys):
+def test_cli_refuses_to_overwrite(tmp_path, capsys):
     existing = tmp_path / 'flops.md'
     existing.write_text('mine')
-    cli = runpy.run_path(str(REPO / 'tools' / 'flops.py'))
-    monkeypatch.setattr(sys, 'argv', ['flops.py', 'resnet18@64', '--output', str(existing)])
     with pytest.raises(SystemExit) as exit_info:
-        cli['main']()
+        cli_main(['flops', 'resnet18@64', '--output', str(existing)])
     assert exit_info.value.code == 2 and 'pass --overwrite' in capsys.readouterr().err
     assert existing.read_text() == 'mine'

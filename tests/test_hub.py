@@ -20,6 +20,7 @@ from huggingface_hub import constants as hf_constants
 from safetensors.torch import load_file, save_file
 
 import wae_timm
+from wae_timm.cli import main as cli_main
 from wae_timm.hub import export_checkpoint, find_tag, install_into_hf_cache, read_checkpoint, upload_folder
 from wae_timm.models import PRETRAINED_TAGS, published_tags
 from wae_timm.pretrained import CheckpointMismatchError, CorruptWeightsError, MissingWeightsError, \
@@ -27,8 +28,6 @@ from wae_timm.pretrained import CheckpointMismatchError, CorruptWeightsError, Mi
 
 REPO = Path(__file__).resolve().parents[1]
 TAG = 'wae_resnet18.fmnist'
-sys.path.insert(0, str(REPO / 'tools'))
-import push_to_hub  # noqa: E402
 
 
 class Payload:
@@ -198,11 +197,11 @@ def test_push_tool_dry_run_and_upload_call(published, tmp_path):
     save_file(published['reference'].state_dict(), safetensors_ckpt)
     out = tmp_path / 'folder'
     with mock.patch('huggingface_hub.HfApi') as api_cls:
-        assert push_to_hub.main([str(safetensors_ckpt), TAG, '--out', str(out), '--dry-run']) == 0
+        assert cli_main(['push', str(safetensors_ckpt), TAG, '--out', str(out), '--dry-run']) == 0
     api_cls.assert_not_called()
     assert load_file(out / 'model.safetensors').keys() == load_file(published['folder'] / 'model.safetensors').keys()
     with pytest.raises(FileExistsError):
-        push_to_hub.main([str(safetensors_ckpt), TAG, '--out', str(out), '--dry-run'])
+        cli_main(['push', str(safetensors_ckpt), TAG, '--out', str(out), '--dry-run'])
 
     api = mock.MagicMock()
     api.create_repo.return_value = mock.Mock(repo_id='wae-timm/wae_resnet18.fmnist')
@@ -211,7 +210,7 @@ def test_push_tool_dry_run_and_upload_call(published, tmp_path):
     assert api.upload_folder.call_args.kwargs['folder_path'] == str(out)
     with mock.patch('huggingface_hub.HfApi') as api_cls:
         api_cls.return_value.create_repo.return_value = mock.Mock(repo_id='me/x')
-        push_to_hub.main([str(safetensors_ckpt), TAG, '--out', str(out), '--overwrite', '--repo-id', 'me/x'])
+        cli_main(['push', str(safetensors_ckpt), TAG, '--out', str(out), '--overwrite', '--repo-id', 'me/x'])
     api_cls.return_value.upload_folder.assert_called_once()
     assert api_cls.return_value.upload_folder.call_args.kwargs['repo_id'] == 'me/x'
 

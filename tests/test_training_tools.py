@@ -1,6 +1,5 @@
 """The training tools end to end on tiny real data: stage 1 CLI, the paper-loss trainer, resume, DDP, KD."""
 import csv
-import importlib.util
 import os
 import socket
 from pathlib import Path
@@ -14,20 +13,13 @@ from safetensors.torch import load_file, save_file
 
 import wae_timm  # noqa: F401
 from wae_timm.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
+from wae_timm.cli import main as cli_main, parse_args as cli_parse_args
+from wae_timm.cli.train import config_from_args
 from wae_timm.data import find_photographs
 from wae_timm.training import read_train_state
 from wae_timm.training.classifier import ClassifierTrainConfig, train_classifier
 
-TOOLS = Path(__file__).resolve().parent.parent / 'tools'
-
 pytestmark = pytest.mark.usefixtures('single_threaded_torch')
-
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', TOOLS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tiny_config(output, **overrides) -> ClassifierTrainConfig:
@@ -45,27 +37,26 @@ def _summary(output: Path):
 
 
 def test_train_wae_cli_saves_resumes_and_refuses_to_overwrite(tmp_path):
-    train_wae = _load_tool('train_wae')
     output = tmp_path / 'wae.safetensors'
     argv = ['--photographs', '--epochs', '1', '--img-size', '32', '--resize', '40', '-j', '0', '--no-progress',
             '--output', str(output), '--checkpoint-interval', '1', '--device', 'cpu']
-    train_wae.main(argv + ['--max-updates', '2'])  # "killed" after 2 of 3 steps
+    cli_main(['train-wae', *argv, '--max-updates', '2'])  # "killed" after 2 of 3 steps
     assert not output.exists()
     assert read_train_state(f'{output}.run').num_updates == 2
     with pytest.raises(FileExistsError, match='--resume'):
-        train_wae.main(argv)
-    train_wae.main(argv + ['--resume'])
+        cli_main(['train-wae', *argv])
+    cli_main(['train-wae', *argv, '--resume'])
     assert read_train_state(f'{output}.run').num_updates == 3
     load_wae_weights(WaveletLikeAutoEncoder(), output)
     with pytest.raises(FileExistsError, match='--overwrite'):
-        train_wae.main(argv)
+        cli_main(['train-wae', *argv])
 
 
 def test_train_cli_maps_timm_flags_to_the_config():
-    cfg = _load_tool('train').parse_args(
-        ['/data/imagenet', '--model', 'wae_resnet50', '--stage', '2', '--model-kwargs',
+    cfg = config_from_args(cli_parse_args(
+        ['train', '/data/imagenet', '--model', 'wae_resnet50', '--stage', '2', '--model-kwargs',
          'wae_weights=w.safetensors', 'low_hidden=(1024,)', '-b', '32', '--lr', '0.1', '--weight-decay', '5e-4',
-         '--sched', 'plateau', '--kd-model-name', 'resnet50', '--output', 'runs/x', '--resume', '--no-progress'])
+         '--sched', 'plateau', '--kd-model-name', 'resnet50', '--output', 'runs/x', '--resume', '--no-progress']))
     assert cfg.data_dir == '/data/imagenet' and cfg.stage == 2 and cfg.batch_size == 32 and cfg.lr == 0.1
     assert cfg.model_kwargs == {'wae_weights': 'w.safetensors', 'low_hidden': (1024,)}
     assert cfg.resume and not cfg.progress and cfg.kd_model_name == 'resnet50' and cfg.smoothing == 0

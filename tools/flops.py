@@ -1,48 +1,8 @@
 #!/usr/bin/env python3
-"""FLOP report: params, fvcore GFLOPs (one multiply-add = one FLOP) and the WAE components per model.
-
-    python tools/flops.py                                   # the paper's VGG16 / ResNet-50 comparison, markdown
-    python tools/flops.py resnet50 resnet50@160 wae_resnet50 --format csv
-    python tools/flops.py --output results/flops.md --output results/flops.csv --overwrite
-
-A model is a timm name (import wae_timm registers the WAE models and baselines),
-optionally with @SIZE for another square input size (vgg16@112).
-"""
-import argparse
+"""`wae-timm flops` (FLOP report) from a checkout, with the same flags; see wae_timm/cli/."""
 import sys
-from pathlib import Path
 
-import wae_timm  # noqa: F401  (registers the models)
-from wae_timm.flops import DEFAULT_REPORT_MODELS, flop_report
-
-FORMATS = {'.md': 'md', '.csv': 'csv', '.json': 'json'}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('models', nargs='*', default=list(DEFAULT_REPORT_MODELS), metavar='MODEL[@SIZE]',
-                        help='timm model names (default: the VGG16 and ResNet-50 comparison of the paper)')
-    parser.add_argument('--input-size', type=int, default=224, help='square input size where no @SIZE is given')
-    parser.add_argument('--format', choices=sorted(set(FORMATS.values())), default='md', help='stdout format')
-    parser.add_argument('--output', action='append', default=[], type=Path,
-                        help='write the report to this .md/.csv/.json file (repeatable)')
-    parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
-    args = parser.parse_args()
-
-    for path in args.output:
-        if path.suffix not in FORMATS:
-            parser.error(f'--output {path}: the suffix must be one of {sorted(FORMATS)}')
-        if path.exists() and not args.overwrite:
-            parser.error(f'--output {path} exists; pass --overwrite to replace it')
-
-    report = flop_report(args.models, args.input_size, progress=True)
-    if not args.output:
-        sys.stdout.write(report.render(args.format))
-    for path in args.output:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.render(FORMATS[path.suffix]))
-        print(f'wrote {path}', file=sys.stderr)
-
+from wae_timm.cli import main
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main(['flops', *sys.argv[1:]]))

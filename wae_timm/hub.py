@@ -6,7 +6,7 @@ The published folder of a tag (``wae-timm/<model>.<tag>``) is what timm's
 ``num_features``, ``model_args``, ``pretrained_cfg``), plus ``README.md``, the
 model card generated here from ``results/`` (see :mod:`wae_timm.model_card`).
 
-Pipeline (``tools/push_to_hub.py`` is a thin shell over it)::
+Pipeline (``wae-timm push`` is a thin shell over it)::
 
     checkpoint (timm train.py .pth.tar / the project's trainer / .safetensors)
       --read_checkpoint--> state dict (EMA weights when present; no optimizer)

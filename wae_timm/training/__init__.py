@@ -5,7 +5,7 @@
 - :mod:`.fit`: the epoch loop with checkpoints and resume;
 - :mod:`.checkpoint`: atomic checkpoints; :mod:`.sampler`: mid-epoch resumable order;
 - :mod:`.autoencoder_stage`: stage 1 (``train_autoencoder``, ``save_wae``);
-- :mod:`.classifier`: stages 2 and 3 with the paper's loss (``train_classifier``, behind ``tools/train.py``);
+- :mod:`.classifier`: stages 2 and 3 with the paper's loss (``train_classifier``, behind ``wae-timm train``);
 - :mod:`.distillation`: knowledge distillation from a full-resolution teacher;
 - :mod:`.distributed`: torchrun/DDP; :mod:`.image_data`: image folders and loaders;
 - :mod:`.fashion_mnist`: Fashion-MNIST as 3-channel 32x32 model inputs.

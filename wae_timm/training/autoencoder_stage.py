@@ -1,6 +1,6 @@
 """Stage 1 of the paper: the WAE alone, trained with the transform loss.
 
-Paper recipe (the defaults here and in ``tools/train_wae.py``): Xavier
+Paper recipe (the defaults here and in ``wae-timm train-wae``): Xavier
 initialisation (done by :class:`WaveletLikeAutoEncoder`), SGD with momentum
 0.9, weight decay 5e-4, mini-batches of 4 random 224x224 crops (and their
 horizontal flips) of images resized to 256x256, learning rate 1e-6 divided by

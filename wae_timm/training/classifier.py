@@ -3,7 +3,7 @@
 :func:`train_classifier` builds everything from timm's parts (``create_model``,
 ``create_dataset``/``create_transform``, ``create_optimizer_v2``,
 ``create_scheduler_v2``, ``update_summary``) and the project's loop, loss and
-checkpoints; ``tools/train.py`` is its command line. It runs on one process or
+checkpoints; ``wae-timm train`` is its command line. It runs on one process or
 under ``torchrun`` (DDP), and ``resume`` continues a killed run from its last
 checkpoint (every ``checkpoint_interval`` steps and every epoch).
 
@@ -118,7 +118,7 @@ def stage_model_kwargs(stage: Optional[int], model_kwargs: Dict[str, Any], initi
     elif stage == 3:
         kwargs.setdefault('aux_loss_weight', PAPER_GAMMA)
     else:
-        raise ValueError(f'stage must be 2 or 3 (stage 1 is tools/train_wae.py), got {stage}')
+        raise ValueError(f'stage must be 2 or 3 (stage 1 is wae-timm train-wae), got {stage}')
     return kwargs
 
 

@@ -1,0 +1,131 @@
+"""Stage 1: train the WAE alone with the transform loss, on any image folder(s); save safetensors.
+
+Paper recipe by default: SGD momentum 0.9, weight decay 5e-4, batch 4, lr 1e-6 divided by 10
+after 10 epochs, random 224 crops (and flips) of images resized to 256x256. The lr is tiny on
+purpose: L_t sums squared errors over every pixel (see wae_timm/training/autoencoder_stage.py).
+
+    wae-timm train-wae /data/imagenet --split train --output wae_imagenet.safetensors
+    wae-timm train-wae --photographs --epoch-repeats 50 --output wae_photos.safetensors
+    wae-timm train-wae --photographs --output wae_photos.safetensors --resume   # after a kill
+    wae-timm train-wae --dataset fashion_mnist -b 64 --epochs 2 --output wae_fmnist.safetensors
+    torchrun --nproc_per_node 8 -m wae_timm train-wae /data/imagenet --output wae_imagenet.safetensors
+
+A resumable checkpoint is kept in --checkpoint-dir (default: <output>.run/), saved every
+--checkpoint-interval steps and after every epoch. (From a checkout, `python tools/train_wae.py`
+is the same command.)
+"""
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from timm.utils import update_summary
+
+from ..autoencoder import WaveletLikeAutoEncoder
+from ..data import PHOTOGRAPH_DIRS, find_photographs
+from ..training.classifier import FASHION_MNIST
+from ..training import (
+    SUMMARY_CSV, FashionMNIST, check_fresh_output, cleanup_distributed, create_image_dataset, create_train_loader,
+    init_distributed, paper_crop_transform, read_train_state, save_wae, train_autoencoder, wrap_ddp)
+from . import UsageError
+
+__all__ = ['add_arguments', 'run']
+
+_logger = logging.getLogger('train_wae')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``wae-timm train-wae`` (paper defaults)."""
+    data = parser.add_argument_group('data')
+    data.add_argument('data_dir', nargs='*', help='image folder(s): class sub-folders, or plain folders of images')
+    data.add_argument('--photographs', action='store_true',
+                      help=f'also use the Debian wallpaper photographs ({", ".join(map(str, PHOTOGRAPH_DIRS))})')
+    data.add_argument('--dataset', default='',
+                      help="timm dataset type ('' = image folder or tar), or 'fashion_mnist' (whole 32x32 images)")
+    data.add_argument('--split', default='train', help='split sub-folder to use when a folder has one')
+    data.add_argument('--epoch-repeats', type=int, default=1, help='list each image this many times per epoch')
+    data.add_argument('--img-size', type=int, default=224, help='crop size (paper: 224)')
+    data.add_argument('--resize', type=int, default=256, help='resize to this square first (paper: 256; 0: keep size)')
+    data.add_argument('--no-hflip', action='store_true', help='no random horizontal flips')
+    data.add_argument('--mean', type=float, nargs=3, default=(0.485, 0.456, 0.406),
+                      help="normalisation; must match the classifier's (default: ImageNet)")
+    data.add_argument('--std', type=float, nargs=3, default=(0.229, 0.224, 0.225))
+    data.add_argument('-j', '--workers', type=int, default=2)
+    opt = parser.add_argument_group('optimisation (paper defaults)')
+    opt.add_argument('--epochs', type=int, default=20)
+    opt.add_argument('-b', '--batch-size', type=int, default=4, help='per process')
+    opt.add_argument('--lr', type=float, default=1e-6)
+    opt.add_argument('--momentum', type=float, default=0.9)
+    opt.add_argument('--weight-decay', type=float, default=5e-4)
+    opt.add_argument('--decay-milestones', type=int, nargs='+', default=[10], help='epochs where lr is divided')
+    opt.add_argument('--decay-rate', type=float, default=0.1)
+    opt.add_argument('--energy-weight', type=float, default=1.0, help='lambda of L_t')
+    opt.add_argument('--seed', type=int, default=0)
+    out = parser.add_argument_group('output')
+    out.add_argument('--output', required=True, help='the trained WAE, a .safetensors file')
+    out.add_argument('--checkpoint-dir', default=None, help='resumable checkpoint folder (default: <output>.run)')
+    out.add_argument('--checkpoint-interval', type=int, default=1000, help='also checkpoint every N steps')
+    out.add_argument('--resume', action='store_true', help='continue from the last checkpoint')
+    out.add_argument('--overwrite', action='store_true', help='start again over an existing run / output')
+    out.add_argument('--max-updates', type=int, default=None, help='stop after N optimizer steps in total')
+    out.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    out.add_argument('--no-progress', action='store_true')
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raise :class:`UsageError` for a run without data or an output that is not a .safetensors file."""
+    if not args.data_dir and not args.photographs and args.dataset != FASHION_MNIST:
+        raise UsageError('give at least one image folder, --photographs, or --dataset fashion_mnist')
+    if not args.output.endswith('.safetensors'):
+        raise UsageError(f'--output must be a .safetensors file, got {args.output}')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or resume) the stage-1 WAE; save it to ``--output`` once every epoch is done. Returns 0."""
+    check_arguments(args)
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s: %(message)s')
+    output = Path(args.output)
+    checkpoint_dir = Path(args.checkpoint_dir or f'{output}.run')
+    context = init_distributed(args.device)
+    check_fresh_output(checkpoint_dir, args.resume, args.overwrite, final_output=output, clear=context.is_primary)
+    torch.manual_seed(args.seed)
+    if args.dataset == FASHION_MNIST:
+        # native resolution, the classifiers' own normalisation: no crops, no resizing
+        roots = [FASHION_MNIST]
+        dataset = FashionMNIST('train', hflip=not args.no_hflip)
+    else:
+        roots = list(args.data_dir)
+        if args.photographs:
+            roots += sorted({str(p.parent) for p in find_photographs()})
+        transform = paper_crop_transform(args.img_size, args.resize, not args.no_hflip, args.mean, args.std)
+        dataset = create_image_dataset(roots, transform, dataset=args.dataset, split=args.split,
+                                       repeats=args.epoch_repeats)
+    loader = create_train_loader(dataset, args.batch_size, seed=args.seed, workers=args.workers)
+    if context.is_primary:
+        _logger.info('%d images per epoch from %s; %d steps per epoch on %d process(es)',
+                     len(dataset), roots, len(loader), context.world_size)
+
+    wae = WaveletLikeAutoEncoder(in_chans=3).to(context.device)
+    summary = checkpoint_dir / SUMMARY_CSV
+
+    def log_epoch(epoch: int, metrics: dict) -> None:
+        if context.is_primary:
+            _logger.info('epoch %d: %s', epoch, {k: round(v, 6) for k, v in metrics.items()})
+            update_summary(epoch, {k: v for k, v in metrics.items() if k != 'epoch'}, {}, str(summary),
+                           write_header=not summary.exists())
+
+    train_autoencoder(
+        wrap_ddp(wae, context, training_forward=False), loader,
+        epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+        lr_decay_epochs=args.decay_milestones, lr_decay_rate=args.decay_rate, energy_weight=args.energy_weight,
+        device=context.device, checkpoint_dir=checkpoint_dir, checkpoint_every=args.checkpoint_interval,
+        resume=args.resume, max_updates=args.max_updates, progress=not args.no_progress,
+        on_epoch_end=log_epoch)
+    if context.is_primary:
+        if read_train_state(checkpoint_dir).epoch >= args.epochs:
+            save_wae(wae, output, overwrite=True)
+            _logger.info('saved the stage-1 WAE to %s', output)
+        else:
+            _logger.info('stopped early; checkpoint in %s (continue with --resume)', checkpoint_dir)
+    cleanup_distributed()
+    return 0
