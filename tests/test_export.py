@@ -9,9 +9,10 @@ batch axis:
 - ``torch.export.export``, the ExportedProgram's module run: equal up to float noise;
 - TorchScript, ``torch.jit.script`` and ``torch.jit.trace``: equal up to float noise.
 
-The dynamo exporter takes 3-12 s of CPU per model and TorchScript 1-6 s on the deep backbones: by
-default they run on the ResNet-18 models (every front end) and wae_vgg16, the rest of the matrix when
-``WAE_TIMM_ALL_EXPORTS=1`` is set (about 2 more minutes on 2 cores).
+The dynamo exporter takes 3-15 s of CPU per model and TorchScript 1-6 s on the deep backbones, so by
+default (see ``DEFAULT_MODELS``) the dynamo exporter runs on one model per front end and wae_vgg16,
+TorchScript on the ResNet-18 models and wae_vgg16; ``WAE_TIMM_ALL_EXPORTS=1`` runs the whole matrix
+(about 3 minutes on 2 cores instead of 80 s).
 
 An exporter that cannot handle a model is listed in ``KNOWN_FAILURES`` with the error it raises; its
 test asserts that exact error and is reported as XFAIL, and fails once the exporter handles the model,
@@ -59,8 +60,8 @@ DEFAULT_MODELS = {
 }
 ALL_EXPORTS = os.environ.get('WAE_TIMM_ALL_EXPORTS', '') not in ('', '0')
 
-# the exporters' own deprecation notices (TorchScript and the legacy ONNX exporter), the tracer's note that
-# the input checks become constants, and TorchScript's note on WAEWrapper's Optional attribute
+# the exporters' own deprecation notices (TorchScript and the legacy ONNX exporter), the tracer's note that it
+# evaluates the input checks once, and TorchScript's note on WAEWrapper's Optional attribute
 pytestmark = [
     pytest.mark.filterwarnings('ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning'),
     pytest.mark.filterwarnings('ignore:The feature will be removed:DeprecationWarning'),
