@@ -90,14 +90,6 @@ KNOWN_FAILURES: Dict[Tuple[str, str], KnownFailure] = {
         UnsupportedOperatorError, r"operator 'aten::_upsample_bilinear2d_aa' to ONNX opset version \d+ is not supported",
         'the legacy exporter has no symbolic for antialiased bilinear resizing (the half_res_* front end); '
         'the dynamo exporter maps it to ONNX Resize(antialias=1)'),
-    ('wae_vgg16', 'onnx_legacy'): KnownFailure(
-        SymbolicValueError, 'adaptive_max_pool2d, output size that are not factor of input size',
-        "the legacy exporter turns the reference VGG head's adaptive max pool of pool5 to 4x4 into a MaxPool "
-        'only when pool5 is a multiple of 4: at 224 (4x4) the export works, at 64 (1x1) it fails'),
-    ('wae_vgg16', 'onnx_dynamo'): KnownFailure(
-        OnnxExporterError, r'No ONNX function found for .*aten\.adaptive_max_pool2d',
-        "the dynamo exporter has no ONNX translation of aten.adaptive_max_pool2d (the reference VGG head's "
-        'pool5 grid), at any input size'),
 }
 
 
@@ -263,14 +255,6 @@ def test_onnx_dynamo_exporter_matches_eager(name, cache, tmp_path):
         case, rtol=0, atol=case.onnx_tolerance)
 
 
-def test_onnx_legacy_exporter_handles_vgg16_at_224(tmp_path):
-    """The legacy exporter's wae_vgg16 failure depends on the input size: at the default 224, pool5 is 4x4 already."""
-    case = build_eager_case('wae_vgg16', image_size=224, batches=(1, 1))
-    run = onnx_runner(export_onnx_legacy(case.model, case.images[0], tmp_path / 'wae_vgg16_224.onnx'))
-    torch.testing.assert_close(run(case.images[1]), case.logits[1], rtol=0, atol=case.onnx_tolerance)
-
-
-# ----------------------------------------------------------------------------- torch.export
 @pytest.mark.parametrize('name', models_for('torch_export'))
 def test_torch_export_matches_eager(name, cache):
     check_parity(name, 'torch_export', lambda: cache.program(name).module(), cache.case(name), **TORCH_TOLERANCE)

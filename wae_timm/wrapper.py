@@ -27,6 +27,7 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch.utils.checkpoint import checkpoint
 
 from .autoencoder import load_wae_weights, transform_loss
@@ -38,8 +39,31 @@ from .width_scaling import create_trunk, create_width_scaled, family_of, prepare
 
 __all__ = ['WAEWrapper', 'WAEOutput', 'BranchClassifier']
 
-# torch.fx leaves are per calling module: keep the input check a single graph call here
+@register_notrace_function
+def grid_max_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, grid)`` as a single ``max_pool2d``, which every exporter translates.
+
+    ``[B, C, H, W] -> [B, C, grid, grid]``. Adaptive bins are plain pooling windows
+    once a side divides by ``grid``; a side that does not is repeated ``grid``
+    times (each bin of ``H`` rows then covers exactly the rows the adaptive
+    pooling takes). ONNX has no adaptive pooling, so the exporters fail on it.
+    """
+    # plain ints: exporters must see a constant kernel (only the batch axis is ever dynamic)
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    kernel_h, kernel_w = height // grid, width // grid
+    if height % grid != 0:
+        x = x.repeat_interleave(grid, dim=-2)
+        kernel_h = height
+    if width % grid != 0:
+        x = x.repeat_interleave(grid, dim=-1)
+        kernel_w = width
+    return F.max_pool2d(x, (kernel_h, kernel_w))
+
+
+# torch.fx leaves are per calling module: keep the input check and the shape-dependent pooling
+# single graph calls here
 torch.fx.wrap('check_image_batch')
+torch.fx.wrap('grid_max_pool')
 
 class WAEOutput(NamedTuple):
     """Everything the paper's losses need from one training forward."""
@@ -452,13 +476,13 @@ class WAEWrapper(nn.Module):
 
     def _head_inputs(self, f_low: torch.Tensor, f_high: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.flatten_grid > 0:
-            p_low = F.adaptive_max_pool2d(f_low, self.flatten_grid).flatten(1)
+            p_low = grid_max_pool(f_low, self.flatten_grid).flatten(1)
         else:
             p_low = self.low.forward_head(f_low, pre_logits=True)
         if not self.fusion:
             return p_low, p_low
         if self.flatten_grid > 0:
-            p_high = F.adaptive_max_pool2d(f_high, self.flatten_grid).flatten(1)
+            p_high = grid_max_pool(f_high, self.flatten_grid).flatten(1)
         else:
             p_high = self.high.forward_head(f_high, pre_logits=True)
         return p_low, torch.cat([p_low, p_high], dim=1)
