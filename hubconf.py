@@ -1,7 +1,7 @@
 """torch.hub entrypoints: ``torch.hub.load(repo, 'wae_resnet50', num_classes=10)``.
 
 Each registered ``wae_*`` model and each of the paper's baselines
-(:mod:`wae_timm.baselines`) is exposed under its own name and built by
+(:mod:`wae_timm.models.baselines`) is exposed under its own name and built by
 ``timm.create_model``, so hub users get exactly what timm users get
 (pretrained tags, ``num_classes`` adaptation, ``features_only``...).
 Imports carry a leading underscore so ``torch.hub.list`` shows models only.
@@ -23,4 +23,4 @@ def _entrypoint(model_name: str):
 
 globals().update({
     name: _entrypoint(name)
-    for name in [*_wae_timm.models.WAE_MODEL_ARGS, *_wae_timm.baselines.BASELINE_MODEL_ARGS]})
+    for name in [*_wae_timm.models.WAE_MODEL_ARGS, *_wae_timm.models.BASELINE_MODEL_ARGS]})

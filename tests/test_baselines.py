@@ -7,9 +7,9 @@ import torch.nn.functional as F
 
 import test_models as contract  # the timm contract every wae_* model passes
 import wae_timm
-from wae_timm.baselines import BASELINE_BACKBONES, BASELINE_CHANGES, BASELINE_MODEL_ARGS
-from wae_timm.models import WAE_MODEL_ARGS
-from wae_timm.wavelet import WaveletDecomposition
+from wae_timm.models.baselines import BASELINE_BACKBONES, BASELINE_CHANGES, BASELINE_MODEL_ARGS
+from wae_timm.models.wae import WAE_MODEL_ARGS
+from wae_timm.layers.wavelet import WaveletDecomposition
 
 SMALL_BASELINES = sorted(f'{kind}_resnet18' for kind in BASELINE_CHANGES)
 

@@ -7,7 +7,7 @@ import torch
 
 from wae_timm import WAEWrapper
 
-from wae_timm.benchmark import (
+from wae_timm.experiments.speed import (
     Candidate, Entry, EAGER, Target, TimingRow, check_targets, environment, interleaved_order, optimised_step,
     run_benchmark, summarise, time_entries, write_results,
 )

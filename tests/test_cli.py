@@ -18,8 +18,8 @@ from safetensors.torch import save_file
 from wae_timm.cli import COMMANDS, main, parse_args
 from wae_timm.cli.train import config_from_args
 from wae_timm.data import FASHION_MNIST_DIR, find_photographs
-from wae_timm.training import FashionMNIST
-from wae_timm.training.classifier import ClassifierTrainConfig
+from wae_timm.data import FashionMNIST
+from wae_timm.train.classifier import ClassifierTrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

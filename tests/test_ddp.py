@@ -19,9 +19,9 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from wae_timm.autoencoder import WaveletLikeAutoEncoder
-from wae_timm.baselines import BASELINE_CHANGES
-from wae_timm.training import save_wae
+from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder
+from wae_timm.models.baselines import BASELINE_CHANGES
+from wae_timm.train import save_wae
 
 STEPS = 3
 STAGE1 = 'STAGE1'  # replaced by the stage-1 weights file in each worker

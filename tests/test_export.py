@@ -33,8 +33,8 @@ from torch.export import Dim
 from torch.onnx.errors import OnnxExporterError, SymbolicValueError, UnsupportedOperatorError
 
 import wae_timm  # noqa: F401  (registers the models)
-from wae_timm.baselines import BASELINE_MODEL_ARGS
-from wae_timm.models import WAE_MODEL_ARGS
+from wae_timm.models.baselines import BASELINE_MODEL_ARGS
+from wae_timm.models.wae import WAE_MODEL_ARGS
 
 # one registered model per backbone family, each with the learned WAE front end
 FAMILY_MODELS = (

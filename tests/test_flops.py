@@ -7,9 +7,9 @@ import timm
 import torch
 import torch.nn as nn
 
-from wae_timm import flops
+from wae_timm.experiments import flops
 from wae_timm.cli import main as cli_main
-from wae_timm.flops import count_decoder_flops, count_flops, flop_report, parse_model_spec, wae_components
+from wae_timm.experiments.flops import count_decoder_flops, count_flops, flop_report, parse_model_spec, wae_components
 
 
 def test_known_convolution():

@@ -21,9 +21,9 @@ from safetensors.torch import load_file, save_file
 
 import wae_timm
 from wae_timm.cli import main as cli_main
-from wae_timm.hub import export_checkpoint, find_tag, install_into_hf_cache, read_checkpoint, upload_folder
-from wae_timm.models import PRETRAINED_TAGS, published_tags
-from wae_timm.pretrained import CheckpointMismatchError, CorruptWeightsError, MissingWeightsError, \
+from wae_timm.publish.hub import export_checkpoint, find_tag, install_into_hf_cache, read_checkpoint, upload_folder
+from wae_timm.models.wae import PRETRAINED_TAGS, published_tags
+from wae_timm.models.pretrained import CheckpointMismatchError, CorruptWeightsError, MissingWeightsError, \
     NoPretrainedWeightsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,7 +240,7 @@ def test_model_cards_exist_for_every_published_tag():
 
 
 def test_fashion_mnist_cfg_matches_the_training_inputs():
-    from wae_timm.training.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST, fashion_mnist_stats
+    from wae_timm.data.fashion_mnist import FASHION_MNIST_CLASSES, FashionMNIST, fashion_mnist_stats
     cfg = timm.models.get_pretrained_cfg(TAG)
     mean, std = fashion_mnist_stats()
     assert cfg.mean == pytest.approx((mean,) * 3, abs=1e-4) and cfg.std == pytest.approx((std,) * 3, abs=1e-4)
@@ -249,7 +249,7 @@ def test_fashion_mnist_cfg_matches_the_training_inputs():
 
 
 def test_card_numbers_come_from_results_files(tmp_path):
-    from wae_timm.model_card import render_model_card
+    from wae_timm.publish.model_card import render_model_card
     tag = find_tag(TAG)
     card = render_model_card(tag, tmp_path)
     assert 'Accuracy: not measured yet' in card and 'Speed-up: not measured yet' in card

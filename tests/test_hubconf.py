@@ -8,10 +8,10 @@ import hubconf
 import wae_timm
 
 REPO = str(Path(__file__).resolve().parents[1])
-MODEL_NAMES = sorted([*wae_timm.models.WAE_MODEL_ARGS, *wae_timm.baselines.BASELINE_MODEL_ARGS])
+MODEL_NAMES = sorted([*wae_timm.models.WAE_MODEL_ARGS, *wae_timm.models.baselines.BASELINE_MODEL_ARGS])
 # loading every baseline adds little: one model per baseline kind, on the smallest backbone
 LOADED_NAMES = sorted(wae_timm.models.WAE_MODEL_ARGS) + [
-    f'{kind}_resnet18' for kind in wae_timm.baselines.BASELINE_CHANGES]
+    f'{kind}_resnet18' for kind in wae_timm.models.baselines.BASELINE_CHANGES]
 
 
 def test_hub_exposes_exactly_the_registered_models():

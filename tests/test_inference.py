@@ -8,7 +8,7 @@ import torch.nn as nn
 from torch.fx import symbolic_trace
 
 from wae_timm import WAEWrapper
-from wae_timm.inference import fold_batchnorms, prepare_for_inference
+from wae_timm.deploy.inference import fold_batchnorms, prepare_for_inference
 
 SMALL = (2, 3, 64, 64)
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)

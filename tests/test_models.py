@@ -6,7 +6,7 @@ import torch.nn as nn
 from torch.fx import symbolic_trace
 
 import wae_timm
-from wae_timm.models import WAE_MODEL_ARGS
+from wae_timm.models.wae import WAE_MODEL_ARGS
 
 MODEL_NAMES = sorted(WAE_MODEL_ARGS)
 SMALL = (2, 3, 64, 64)  # every model at small input: the suite must stay fast on 2 cores

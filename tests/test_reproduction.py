@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wae_timm.data import FASHION_MNIST_DIR
-from wae_timm.reproduction import (
+from wae_timm.experiments.reproduction import (
     NOISE_VARIANCES, ROWS, RESULT_FILES, NoisyTestSet, ReproductionConfig, add_gaussian_noise, run_reproduction)
 
 needs_fashion_mnist = pytest.mark.skipif(
@@ -36,7 +36,7 @@ def test_noise_clip_and_zero_variance():
 
 @needs_fashion_mnist
 def test_noisy_test_set_is_repeatable_and_normalised_after_noise():
-    from wae_timm.training import FashionMNIST
+    from wae_timm.data import FashionMNIST
     dataset = FashionMNIST('test', normalize=False, indices=range(40))
     noisy = NoisyTestSet(dataset, 0.05, batch_size=16, seed=3)
     first, second = list(noisy), list(noisy)

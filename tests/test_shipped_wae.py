@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from wae_timm import WAEWrapper
-from wae_timm.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
-from wae_timm.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops, load_photograph, split_photographs
-from wae_timm.reconstruction import evaluate_bicubic, evaluate_wae, evaluate_wavelet
-from wae_timm.shipped_wae import shipped_provenance
+from wae_timm.layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
+from wae_timm.data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops, load_photograph, split_photographs
+from wae_timm.experiments.reconstruction import evaluate_bicubic, evaluate_wae, evaluate_wavelet
+from wae_timm.experiments.shipped_wae import shipped_provenance
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = 'photos'

@@ -21,8 +21,8 @@ from timm.optim import create_optimizer_v2
 from timm.task import ClassificationTask, LogitDistillationTask
 from timm.utils import ModelEmaV3, ParseKwargs
 
-from wae_timm.autoencoder import WaveletLikeAutoEncoder, transform_loss
-from wae_timm.training import save_wae
+from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, transform_loss
+from wae_timm.train import save_wae
 
 NUM_CLASSES = 10
 

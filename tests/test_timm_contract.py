@@ -12,10 +12,10 @@ import torch
 from timm.optim import create_optimizer_v2
 
 import wae_timm
-from wae_timm.baselines import BASELINE_MODEL_ARGS
-from wae_timm.models import WAE_MODEL_ARGS
-from wae_timm.width_scaling import default_out_indices
-from wae_timm.wrapper import OUTPUT_STRIDE_FAMILIES
+from wae_timm.models.baselines import BASELINE_MODEL_ARGS
+from wae_timm.models.wae import WAE_MODEL_ARGS
+from wae_timm.layers.width_scaling import default_out_indices
+from wae_timm.models.wae import OUTPUT_STRIDE_FAMILIES
 
 ALL_MODELS = sorted(WAE_MODEL_ARGS) + sorted(BASELINE_MODEL_ARGS)
 SIZE = 64  # small inputs: the suite must stay fast on 2 cores

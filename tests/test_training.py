@@ -9,11 +9,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 import wae_timm  # noqa: F401  (registers the models)
-from wae_timm.autoencoder import WaveletLikeAutoEncoder, load_wae_weights, transform_loss
-from wae_timm.data import find_photographs
-from wae_timm.training import (
-    FashionMNIST, ResumableSampler, atomic_write, evaluate, paper_loss, save_wae, train_autoencoder,
-    train_one_epoch)
+from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights, transform_loss
+from wae_timm.data import FashionMNIST, ResumableSampler, find_photographs
+from wae_timm.train import atomic_write, evaluate, paper_loss, save_wae, train_autoencoder, train_one_epoch
 
 pytestmark = pytest.mark.usefixtures('single_threaded_torch')
 

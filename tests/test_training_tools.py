@@ -12,12 +12,12 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 import wae_timm  # noqa: F401
-from wae_timm.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
+from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
 from wae_timm.cli import main as cli_main, parse_args as cli_parse_args
 from wae_timm.cli.train import config_from_args
 from wae_timm.data import find_photographs
-from wae_timm.training import read_train_state
-from wae_timm.training.classifier import ClassifierTrainConfig, train_classifier
+from wae_timm.train import read_train_state
+from wae_timm.train.classifier import ClassifierTrainConfig, train_classifier
 
 pytestmark = pytest.mark.usefixtures('single_threaded_torch')
 

@@ -3,9 +3,9 @@ import matplotlib.image
 import pytest
 import torch
 
-from wae_timm.autoencoder import WaveletLikeAutoEncoder
-from wae_timm.training import save_wae
-from wae_timm.visualize import (
+from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder
+from wae_timm.train import save_wae
+from wae_timm.experiments.figures import (
     COLUMNS, FIGURE_DPI, PANEL_INCHES, contrast_stretch, decomposition_panels, load_front_end,
     render_decomposition_figure)
 

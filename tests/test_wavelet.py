@@ -5,7 +5,7 @@ import pywt
 import torch
 from torch.fx import symbolic_trace
 
-from wae_timm.wavelet import WAVELET, WaveletDecomposition, WaveletReconstruction
+from wae_timm.layers.wavelet import WAVELET, WaveletDecomposition, WaveletReconstruction
 
 SIZES = [(16, 16), (17, 16), (15, 21), (33, 33)]
 

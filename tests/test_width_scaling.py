@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from wae_timm import UnsupportedBackboneError, create_width_scaled, family_of
-from wae_timm.width_scaling import SUPPORTED_FAMILIES
+from wae_timm.layers.width_scaling import SUPPORTED_FAMILIES
 
 # one small member of each supported family (and a deep-stem / grouped ResNet)
 EXACT_FAMILIES = ['resnet18', 'resnet50', 'resnet26d', 'resnext50_32x4d',

@@ -2,7 +2,7 @@
 
     python tools/eval_wae.py --weights photos     # -> results/wae_photos.csv and results/wae_photos.png
 
-Every held-out photograph (wae_timm.photographs.HELD_OUT_PHOTOGRAPHS, never
+Every held-out photograph (wae_timm.data.photographs.HELD_OUT_PHOTOGRAPHS, never
 trained on) is evaluated whole, shorter side resized to 256.
 """
 import argparse
@@ -15,10 +15,10 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from wae_timm.autoencoder import WaveletLikeAutoEncoder, load_wae_weights  # noqa: E402
-from wae_timm.photographs import EVAL_SHORT_SIDE, denormalize, load_photograph, normalize, split_photographs  # noqa: E402
-from wae_timm.reconstruction import evaluate_images, evaluate_wavelet, summary  # noqa: E402
-from wae_timm.flops import markdown_table  # noqa: E402
+from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights  # noqa: E402
+from wae_timm.data.photographs import EVAL_SHORT_SIDE, denormalize, load_photograph, normalize, split_photographs  # noqa: E402
+from wae_timm.experiments.reconstruction import evaluate_images, evaluate_wavelet, summary  # noqa: E402
+from wae_timm.experiments.flops import markdown_table  # noqa: E402
 
 
 def _figure(wae: WaveletLikeAutoEncoder, name: str, x: torch.Tensor, path: Path) -> None:

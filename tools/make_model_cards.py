@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from wae_timm.model_card import render_model_card, write_model_cards
-from wae_timm.models import published_tags
+from wae_timm.publish.model_card import render_model_card, write_model_cards
+from wae_timm.models.wae import published_tags
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,7 @@
 
 Writes results/fashion_mnist_{results,noise}.csv, results/fashion_mnist.md and
 results/fashion_mnist_decomposition.png; trained classifiers and the stage-1
-WAE go to output/fashion_mnist/*.safetensors. See wae_timm/reproduction.py
+WAE go to output/fashion_mnist/*.safetensors. See wae_timm/experiments/reproduction.py
 for every choice made.
 """
 import argparse
@@ -21,7 +21,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from wae_timm.reproduction import ROWS, ReproductionConfig, run_reproduction
+from wae_timm.experiments.reproduction import ROWS, ReproductionConfig, run_reproduction
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -9,8 +9,8 @@ import argparse
 import shlex
 import sys
 
-from wae_timm.photographs import split_photographs
-from wae_timm.shipped_wae import history_summary, ship_weights, shipped_provenance, train_on_photographs
+from wae_timm.data.photographs import split_photographs
+from wae_timm.experiments.shipped_wae import history_summary, ship_weights, shipped_provenance, train_on_photographs
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@
         --images a.jpg b.jpg --out wae.png
 
 A checkpoint may hold a WAE alone or a whole classifier (its ``wae.*`` weights are used).
-I_L and I_H are contrast-stretched per panel (min -> black, max -> white); see wae_timm/visualize.py.
+I_L and I_H are contrast-stretched per panel (min -> black, max -> white); see wae_timm/experiments/figures.py.
 """
 import argparse
 from pathlib import Path
@@ -21,8 +21,8 @@ from typing import List, Tuple
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from wae_timm.checks import check_finite
-from wae_timm.visualize import load_front_end, render_decomposition_figure
+from wae_timm.layers.checks import check_finite
+from wae_timm.experiments.figures import load_front_end, render_decomposition_figure
 
 
 def _labelled_path(text: str) -> Tuple[str, Path]:
@@ -63,7 +63,7 @@ def main() -> None:
         parser.error(f'all front ends must take the same input channels, got {sorted(in_chans)}')
     in_chans = in_chans.pop()
     if args.fashion_mnist_test is not None:
-        from wae_timm.training import FashionMNIST
+        from wae_timm.data import FashionMNIST
         if in_chans != 3:
             parser.error(f'Fashion-MNIST inputs are 3-channel (grey repeated); the front ends take {in_chans}')
         dataset = FashionMNIST('test', indices=args.fashion_mnist_test)

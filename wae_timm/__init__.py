@@ -1,13 +1,12 @@
 """wae-timm: the Wavelet-like Auto-Encoder (Chen et al., AAAI 2018) as a timm model family.
 
 Importing this package registers the ``wae_*`` models and the paper's baselines
-(see :mod:`wae_timm.baselines`) in timm's registry.
+(see :mod:`wae_timm.models`) in timm's registry. See docs/ARCHITECTURE.md for
+which sub-package owns what.
 """
-from .autoencoder import Decomposition, WaveletLikeAutoEncoder, transform_loss
-from .width_scaling import UnsupportedBackboneError, create_width_scaled, family_of
-from .checks import check_finite, check_image_batch
-from .wrapper import WAEOutput, WAEWrapper
-from . import models  # registers the wae_* entrypoints with timm
-from . import baselines  # registers the paper's baselines (wavelet_cnn_*, half_res_*, ...)
+from .layers import Decomposition, UnsupportedBackboneError, WaveletLikeAutoEncoder, check_finite, \
+    check_image_batch, create_width_scaled, family_of, transform_loss
+from .models import WAEOutput, WAEWrapper  # importing the models registers them with timm
+from .deploy import prepare_for_inference
 
 __version__ = '0.1.0'

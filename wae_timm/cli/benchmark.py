@@ -3,7 +3,7 @@
     wae-timm benchmark --overwrite
     PYTHONPATH=. python tools/benchmark.py --overwrite     # the same, from a checkout
 
-writes results/benchmark_cpu.{csv,md,png}. See wae_timm/benchmark.py for what is measured.
+writes results/benchmark_cpu.{csv,md,png}. See wae_timm/experiments/speed.py for what is measured.
 """
 import argparse
 import sys
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..benchmark import check_writable, environment, optimised_step, run_benchmark, write_results
+from ..experiments.speed import check_writable, environment, optimised_step, run_benchmark, write_results
 from . import UsageError
 
 __all__ = ['add_arguments', 'run']

@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
-from ..checks import check_finite
-from ..data import find_photographs
-from ..flops import flop_report
-from ..photographs import denormalize
-from ..reconstruction import energy_share, psnr
-from ..visualize import render_decomposition_figure
+from ..layers.checks import check_finite
+from ..data.photographs import find_photographs
+from ..experiments.flops import flop_report
+from ..data.photographs import denormalize
+from ..experiments.reconstruction import energy_share, psnr
+from ..experiments.figures import render_decomposition_figure
 
 __all__ = ['add_arguments', 'run']
 

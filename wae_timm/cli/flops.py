@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..flops import DEFAULT_REPORT_MODELS, flop_report
+from ..experiments.flops import DEFAULT_REPORT_MODELS, flop_report
 from . import UsageError
 
 __all__ = ['add_arguments', 'run', 'FORMATS']

@@ -11,7 +11,7 @@ The checkpoint may come from timm's train.py (EMA weights are taken when
 present, --no-ema for the raw ones), from the project's trainer, or be a
 .safetensors state dict; it is read with weights_only=True. The optimizer is
 never published; the WAE decoder only for tags that keep it (see
-wae_timm.pretrained.PretrainedTag.keeps_decoder). From a checkout,
+wae_timm.models.pretrained.PretrainedTag.keeps_decoder). From a checkout,
 `python tools/push_to_hub.py` is the same command.
 """
 import argparse
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
-from ..hub import export_checkpoint, find_tag, install_into_hf_cache, upload_folder
+from ..publish.hub import export_checkpoint, find_tag, install_into_hf_cache, upload_folder
 from . import UsageError
 
 __all__ = ['add_arguments', 'parse_kwargs', 'run']
@@ -71,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
         print(f'uploaded: {upload_folder(folder, repo_id, token=args.token, private=args.private)}')
     if not tag.has_weights:
         print(f'note: {tag.name} is registered without weights; set has_weights=True for it in '
-              'wae_timm/pretrained.py once the upload is live', file=sys.stderr)
+              'wae_timm/models/pretrained.py once the upload is live', file=sys.stderr)
     return 0

@@ -25,8 +25,8 @@ import logging
 
 from timm.utils import ParseKwargs
 
-from ..training import cleanup_distributed
-from ..training.classifier import FASHION_MNIST, ClassifierTrainConfig, train_classifier
+from ..train import cleanup_distributed
+from ..train.classifier import FASHION_MNIST, ClassifierTrainConfig, train_classifier
 
 __all__ = ['add_arguments', 'config_from_args', 'run']
 

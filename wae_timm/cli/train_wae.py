@@ -2,7 +2,7 @@
 
 Paper recipe by default: SGD momentum 0.9, weight decay 5e-4, batch 4, lr 1e-6 divided by 10
 after 10 epochs, random 224 crops (and flips) of images resized to 256x256. The lr is tiny on
-purpose: L_t sums squared errors over every pixel (see wae_timm/training/autoencoder_stage.py).
+purpose: L_t sums squared errors over every pixel (see wae_timm/train/stage1.py).
 
     wae-timm train-wae /data/imagenet --split train --output wae_imagenet.safetensors
     wae-timm train-wae --photographs --epoch-repeats 50 --output wae_photos.safetensors
@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 from timm.utils import update_summary
 
-from ..autoencoder import WaveletLikeAutoEncoder
-from ..data import PHOTOGRAPH_DIRS, find_photographs
-from ..training.classifier import FASHION_MNIST
-from ..training import (
-    SUMMARY_CSV, FashionMNIST, check_fresh_output, cleanup_distributed, create_image_dataset, create_train_loader,
-    init_distributed, paper_crop_transform, read_train_state, save_wae, train_autoencoder, wrap_ddp)
+from ..layers.autoencoder import WaveletLikeAutoEncoder
+from ..data.photographs import PHOTOGRAPH_DIRS, find_photographs
+from ..train.classifier import FASHION_MNIST
+from ..data import FashionMNIST, create_image_dataset, create_train_loader, paper_crop_transform
+from ..train import SUMMARY_CSV, check_fresh_output, cleanup_distributed, init_distributed, read_train_state, \
+    save_wae, train_autoencoder, wrap_ddp
 from . import UsageError
 
 __all__ = ['add_arguments', 'run']

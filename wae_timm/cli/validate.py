@@ -9,7 +9,7 @@ The model comes from timm.create_model (random weights unless --pretrained or
 under --split, default validation) and transformed by the model's own eval
 transform (resize, center crop, normalise; --img-size overrides the size).
 Fashion-MNIST is its real 10k test split (or train), 28 px padded to 32,
-normalised as wae_timm.training.FashionMNIST does for training. Scores are the
+normalised as wae_timm.train.FashionMNIST does for training. Scores are the
 model's plain forward in eval mode (for the WAE models (s_L + s_c) / 2).
 Prints timm's ` * Acc@1 ... Acc@5 ...` line, then `--result` and the results as JSON.
 """
@@ -26,8 +26,9 @@ from timm.data import create_transform, resolve_data_config
 from timm.utils import ParseKwargs
 from torch.utils.data import Dataset, Subset
 
-from ..training import FashionMNIST, create_eval_loader, create_image_dataset, evaluate
-from ..training.classifier import FASHION_MNIST
+from ..data import FashionMNIST, create_eval_loader, create_image_dataset
+from ..train import evaluate
+from ..train.classifier import FASHION_MNIST
 from . import UsageError
 
 __all__ = ['add_arguments', 'run', 'validate']

@@ -2,7 +2,7 @@
 
 ``wae_timm/weights/<name>.safetensors`` holds a :class:`WaveletLikeAutoEncoder`
 (encoder and decoder) trained with the transform loss on crops of real
-photographs (:mod:`wae_timm.photographs`); ``<name>.json`` beside it records
+photographs (:mod:`wae_timm.data.photographs`); ``<name>.json`` beside it records
 the exact command, data and settings. Any model starts from it with
 ``timm.create_model('wae_resnet50', wae_weights='<name>')`` or
 ``WAEWrapper(..., wae_weights='<name>')``.
@@ -20,8 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from .autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
-from .photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops
+from ..layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
+from ..data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops
 
 __all__ = ['train_on_photographs', 'ship_weights', 'shipped_provenance']
 
@@ -45,7 +45,7 @@ def train_on_photographs(
     instead of the Xavier initialisation.
     """
     from timm.scheduler import CosineLRScheduler
-    from .training import autoencoder_loss, fit
+    from ..train import autoencoder_loss, fit
     torch.manual_seed(seed)
     wae = WaveletLikeAutoEncoder()
     if init:
@@ -78,7 +78,7 @@ def ship_weights(
         overwrite: bool = False,
 ) -> Path:
     """Write ``weights_dir/<name>.safetensors`` (via the trainer's ``save_wae``) and ``<name>.json``."""
-    from .training import save_wae
+    from ..train import save_wae
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = save_wae(wae, weights_dir / f'{name}.safetensors', overwrite=overwrite)
     record = dict(provenance, name=name, held_out_photographs=list(HELD_OUT_PHOTOGRAPHS), git_commit=_git_commit(),

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .autoencoder import WaveletLikeAutoEncoder
-from .photographs import denormalize, normalize
+from ..layers.autoencoder import WaveletLikeAutoEncoder
+from ..data.photographs import denormalize, normalize
 
 __all__ = ['psnr', 'energy_share', 'evaluate_wae', 'evaluate_wavelet', 'evaluate_bicubic', 'evaluate_images',
            'WAVELET']

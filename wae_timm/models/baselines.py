@@ -22,8 +22,8 @@ from typing import Any, Dict
 
 from timm.models import generate_default_cfgs, get_pretrained_cfg_value, register_model
 
-from .models import WAE_MODEL_ARGS, build_wrapper, wrapper_cfg
-from .wrapper import WAEWrapper
+from .wae import WAE_MODEL_ARGS, build_wrapper, wrapper_cfg
+from .wae import WAEWrapper
 
 __all__ = ['BASELINE_MODEL_ARGS', 'BASELINE_CHANGES', 'BASELINE_BACKBONES']
 

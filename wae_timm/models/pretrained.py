@@ -3,7 +3,7 @@
 Every model has timm-style tags (``wae_resnet50.in1k``, ``wae_resnet18.fmnist``).
 A tag with weights points its ``pretrained_cfg`` at a Hugging Face Hub repo
 ``wae-timm/<model>.<tag>`` holding ``model.safetensors`` and ``config.json``
-(written by :mod:`wae_timm.hub`), so ``timm.create_model(name, pretrained=True)``
+(written by :mod:`wae_timm.publish.hub`), so ``timm.create_model(name, pretrained=True)``
 downloads and loads them with timm's own ``build_model_with_cfg`` /
 ``load_pretrained``: HF cache, ``HF_HUB_OFFLINE``, ``num_classes`` and
 ``in_chans`` adaptation included. Only ``model.safetensors`` is ever read
@@ -25,7 +25,7 @@ from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional,
 import torch
 import torch.nn as nn
 
-from .autoencoder import WaveletLikeAutoEncoder, optional_part_keys
+from ..layers.autoencoder import WaveletLikeAutoEncoder, optional_part_keys
 
 __all__ = [
     'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag', 'FASHION_MNIST_LABELS',
@@ -114,7 +114,7 @@ def _imagenet_tag(architecture: str) -> PretrainedTag:
 
 
 # Fashion-MNIST classifiers from the reproduction, published with tools/push_to_hub.py.
-# Inputs as wae_timm.training.FashionMNIST makes them: the 28x28 grey images zero-padded
+# Inputs as wae_timm.train.FashionMNIST makes them: the 28x28 grey images zero-padded
 # to 32x32, repeated to 3 channels, normalised with the training split's pixel mean / std
 # (fashion_mnist_stats(); tests check these constants against it).
 _FASHION_MNIST_CFG = dict(
@@ -264,7 +264,7 @@ def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor
     timm loads non-strictly whenever it drops the classifiers, so without this a
     foreign checkpoint would leave missing layers at random init silently. The
     WAE's optional parts (decoder, ``to_high``) follow the WAE's load rule (see
-    :func:`wae_timm.autoencoder.optional_part_keys`), and the classifiers may be
+    :func:`wae_timm.layers.autoencoder.optional_part_keys`), and the classifiers may be
     absent either side: timm itself drops them for ``num_classes=0``.
     """
     def check(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ The published folder of a tag (``wae-timm/<model>.<tag>``) is what timm's
 ``push_to_hf_hub`` would upload: ``model.safetensors`` and ``config.json``
 (written by timm's own ``save_for_hf``: ``architecture``, ``num_classes``,
 ``num_features``, ``model_args``, ``pretrained_cfg``), plus ``README.md``, the
-model card generated here from ``results/`` (see :mod:`wae_timm.model_card`).
+model card generated here from ``results/`` (see :mod:`wae_timm.publish.model_card`).
 
 Pipeline (``wae-timm push`` is a thin shell over it)::
 
@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from .pretrained import PretrainedTag, drop_decoder, state_dict_mismatch
+from ..models.pretrained import PretrainedTag, drop_decoder, state_dict_mismatch
 
 __all__ = [
     'read_checkpoint', 'strip_training_state', 'build_for_export', 'export_folder', 'export_checkpoint',
@@ -36,7 +36,7 @@ PathLike = Union[str, Path]
 
 def find_tag(name: str) -> PretrainedTag:
     """The registered tag called ``name`` (``'wae_resnet18.fmnist'``)."""
-    from .models import PRETRAINED_TAGS
+    from ..models.wae import PRETRAINED_TAGS
     if name not in PRETRAINED_TAGS:
         raise KeyError(f'unknown pretrained tag {name!r}; registered tags: {sorted(PRETRAINED_TAGS)}')
     return PRETRAINED_TAGS[name]

@@ -17,9 +17,9 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from ..autoencoder import WaveletLikeAutoEncoder
+from ..layers.autoencoder import WaveletLikeAutoEncoder
 from .checkpoint import Checkpointer, atomic_write
-from .fit import fit
+from .engine import fit
 from .losses import autoencoder_loss, unwrap
 
 __all__ = ['train_autoencoder', 'save_wae', 'create_autoencoder_optimizer']
@@ -102,7 +102,7 @@ def train_autoencoder(
 def save_wae(wae: nn.Module, path: Union[str, Path], overwrite: bool = False) -> Path:
     """Write the WAE's weights (encoder and decoder) to a ``.safetensors`` file, atomically.
 
-    The file loads with :func:`wae_timm.autoencoder.load_wae_weights` and with
+    The file loads with :func:`wae_timm.layers.autoencoder.load_wae_weights` and with
     ``WAEWrapper(wae_weights=path)``. Refuses to replace an existing file unless ``overwrite``.
     """
     from safetensors.torch import save_file

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .autoencoder import WaveletLikeAutoEncoder, load_wae_weights
+from ..layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
 
 __all__ = ['contrast_stretch', 'load_front_end', 'decomposition_panels', 'render_decomposition_figure',
            'COLUMNS', 'PANEL_INCHES', 'FIGURE_DPI']

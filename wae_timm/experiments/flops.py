@@ -15,7 +15,7 @@ Conventions (batch 1):
   without a handle is reported in :attr:`FlopCount.unsupported_ops` and in
   the report's ``uncounted ops`` column, never dropped in silence.
 
-For a :class:`~wae_timm.wrapper.WAEWrapper`, :func:`wae_components` splits the
+For a :class:`~wae_timm.models.wae.WAEWrapper`, :func:`wae_components` splits the
 total into encoder, low branch, high branch and heads. The decoder never runs
 at inference and is not part of the total; :func:`count_decoder_flops` runs it
 on its own to count it apart.
@@ -243,7 +243,7 @@ class FlopReport:
 
 def _measure(spec: str, input_size: int) -> _Measurement:
     import timm
-    from .wrapper import WAEWrapper
+    from ..models.wae import WAEWrapper
     name, size = parse_model_spec(spec, input_size)
     model = timm.create_model(name)
     count = count_flops(model, (3, size, size))
@@ -259,8 +259,8 @@ def _measure(spec: str, input_size: int) -> _Measurement:
 
 
 def _registered_args(name: str) -> Dict[str, Any]:
-    from .baselines import BASELINE_MODEL_ARGS
-    from .models import WAE_MODEL_ARGS
+    from ..models.baselines import BASELINE_MODEL_ARGS
+    from ..models.wae import WAE_MODEL_ARGS
     return {**WAE_MODEL_ARGS, **BASELINE_MODEL_ARGS}.get(name, {})
 
 
@@ -297,7 +297,7 @@ def _paper_notes(measured: Dict[Tuple[str, int], _Measurement], backbone_totals:
     off = lambda flops, paper: f'{abs(flops / _G - paper) / paper:.1%}'  # noqa: E731
     notes = [
         'fvcore counts one multiply-add as one FLOP (conv bias not counted), as the paper does; batch 1. '
-        'Ops fvcore skips are counted by handles registered in wae_timm/flops.py: elementwise ops and '
+        'Ops fvcore skips are counted by handles registered in wae_timm/experiments/flops.py: elementwise ops and '
         'activations 1 FLOP per output element, pools and reductions 1 per input element (fvcore\'s rule '
         'for adaptive_avg_pool2d); "uncounted ops" lists any op still without a handle.',
         'The decoder runs only in training (transform loss): it is counted apart by running it on the '

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 # stage-1 WAE weights that ship inside the package, loadable by name
-SHIPPED_WEIGHTS_DIR = Path(__file__).parent / 'weights'
+SHIPPED_WEIGHTS_DIR = Path(__file__).parent.parent / 'weights'
 
 
 class Decomposition(NamedTuple):

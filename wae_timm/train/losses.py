@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..autoencoder import WaveletLikeAutoEncoder, transform_loss
-from ..wrapper import WAEOutput, WAEWrapper
+from ..layers.autoencoder import WaveletLikeAutoEncoder, transform_loss
+from ..models.wae import WAEOutput, WAEWrapper
 
 __all__ = ['LossFn', 'TrainingForward', 'paper_loss', 'paper_loss_from_output', 'model_scores', 'autoencoder_loss', 'unwrap']
 

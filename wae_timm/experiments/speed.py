@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from .flops import count_flops, parameter_count
-from .inference import prepare_for_inference
+from ..deploy.inference import prepare_for_inference
 
 __all__ = [
     'Candidate', 'Entry', 'TimingRow', 'Target', 'TARGETS', 'STEPS', 'default_candidates', 'interleaved_order',
@@ -71,7 +71,7 @@ class Candidate:
 REFERENCE_LABEL = 'backbone @224'
 ABLATED_LABELS = (REFERENCE_LABEL, 'WAE')  # the models that run every step of the ablation
 
-# paper label -> timm name pattern (the baselines registered by wae_timm.baselines)
+# paper label -> timm name pattern (the baselines registered by wae_timm.models.baselines)
 _COMPARED_MODELS: Tuple[Tuple[str, str, int], ...] = (
     (REFERENCE_LABEL, '{b}', 224),
     ('backbone @112', '{b}', 112),

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .losses import LossFn, model_scores, paper_loss_from_output, unwrap
-from ..wrapper import WAEOutput
+from ..models.wae import WAEOutput
 
 __all__ = ['create_teacher', 'distillation_loss_fn', 'resolve_distillation_weights']
 

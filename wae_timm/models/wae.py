@@ -8,7 +8,7 @@ Data flow for an input ``x: [B, C, H, W]`` (``h = ceil(H/2)``, ``w = ceil(W/2)``
 
 The low branch is created by ``timm.create_model`` (so ``pretrained_backbone``
 goes through timm's own weight loading); the high branch by
-:func:`wae_timm.width_scaling.create_width_scaled`.
+:func:`wae_timm.layers.width_scaling.create_width_scaled`.
 
 Heads come in two styles:
 
@@ -27,38 +27,24 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import register_notrace_function
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch.utils.checkpoint import checkpoint
 
-from .autoencoder import load_wae_weights, transform_loss
-from .auxiliary_loss import attach_auxiliary_loss
-from .checks import MIN_INPUT_SIZE, check_image_batch
-from .decomposition import DECOMPOSITIONS, create_decomposition
-from .inference import fold_batchnorms
-from .width_scaling import create_trunk, create_width_scaled, family_of, prepare_trunk
+from ..layers.autoencoder import load_wae_weights, transform_loss
+from ..layers.auxiliary_loss import attach_auxiliary_loss
+from ..layers.checks import MIN_INPUT_SIZE, check_image_batch
+from ..layers.decomposition import DECOMPOSITIONS, create_decomposition
+from ..layers.bn_folding import fold_batchnorms
+from ..layers.heads import BranchClassifier, grid_max_pool, head_input_size
+from ..layers.width_scaling import create_trunk, create_width_scaled, default_out_indices, family_of, prepare_trunk
+from .pretrained import PretrainedTag, build_tags, checkpoint_filter, explain_load_errors, prepare_pretrained, \
+    pretrained_cfgs
 
-__all__ = ['WAEWrapper', 'WAEOutput', 'BranchClassifier']
-
-@register_notrace_function
-def grid_max_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
-    """``F.adaptive_max_pool2d(x, grid)`` as a single ``max_pool2d``, which every exporter translates.
-
-    ``[B, C, H, W] -> [B, C, grid, grid]``. Adaptive bins are plain pooling windows
-    once a side divides by ``grid``; a side that does not is repeated ``grid``
-    times (each bin of ``H`` rows then covers exactly the rows the adaptive
-    pooling takes). ONNX has no adaptive pooling, so the exporters fail on it.
-    """
-    # plain ints: exporters must see a constant kernel (only the batch axis is ever dynamic)
-    height, width = int(x.shape[-2]), int(x.shape[-1])
-    kernel_h, kernel_w = height // grid, width // grid
-    if height % grid != 0:
-        x = x.repeat_interleave(grid, dim=-2)
-        kernel_h = height
-    if width % grid != 0:
-        x = x.repeat_interleave(grid, dim=-1)
-        kernel_w = width
-    return F.max_pool2d(x, (kernel_h, kernel_w))
-
+__all__ = [
+    'WAEWrapper', 'WAEOutput', 'BranchClassifier', 'WAE_MODEL_ARGS', 'wrapper_cfg', 'build_wrapper',
+    'PRETRAINED_TAGS', 'published_tags',
+]
 
 # torch.fx leaves are per calling module: keep the input check and the shape-dependent pooling
 # single graph calls here
@@ -73,52 +59,6 @@ class WAEOutput(NamedTuple):
     low: torch.Tensor  # I_L before its BatchNorm, [B, 3, h, w]
     high: torch.Tensor  # I_H before its BatchNorm (no channels for the 'resize' front end)
     reconstruction: Optional[torch.Tensor]  # I', [B, C, H, W]; None without a decoder
-
-
-class BranchClassifier(nn.Module):
-    """``[B, in_features] -> [B, num_classes]``: optional fc-ReLU-dropout layers, then dropout and fc."""
-
-    def __init__(
-            self,
-            in_features: int,
-            num_classes: int,
-            hidden_sizes: Sequence[int] = (),
-            hidden_drop_rate: float = 0.,
-            drop_rate: float = 0.,
-            device: Optional[Union[str, torch.device]] = None,
-            dtype: Optional[torch.dtype] = None,
-    ) -> None:
-        super().__init__()
-        dd = dict(device=device, dtype=dtype)
-        layers: List[nn.Module] = []
-        width = in_features
-        for hidden in hidden_sizes:
-            layers += [nn.Linear(width, hidden, **dd), nn.ReLU(inplace=True), nn.Dropout(hidden_drop_rate)]
-            width = hidden
-        self.hidden = nn.Sequential(*layers)
-        self.num_features = width
-        self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(width, num_classes, **dd) if num_classes > 0 else nn.Identity()
-
-    def reset(
-            self,
-            num_classes: int,
-            device: Optional[Union[str, torch.device]] = None,
-            dtype: Optional[torch.dtype] = None,
-    ) -> None:
-        """A new final fc of ``num_classes`` outputs."""
-        self.fc = nn.Linear(self.num_features, num_classes, device=device, dtype=dtype) if num_classes > 0 \
-            else nn.Identity()
-
-    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.hidden(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pre_logits(x))
-
-
-def _head_input_size(trunk: nn.Module) -> int:
-    return int(getattr(trunk, 'head_hidden_size', trunk.num_features))
 
 
 # global_pool of a flatten_grid model: each map max-pooled to the grid (the reference VGG head)
@@ -212,11 +152,11 @@ class WAEWrapper(nn.Module):
         with_decoder: build the WAE decoder. Default: only when ``aux_loss_weight > 0``, the one
             loss of a plain ``forward`` that trains it; ``True`` for trainers that compute the
             transform loss themselves (:meth:`forward_train`). A checkpoint with or without
-            decoder loads into either form (see :mod:`wae_timm.autoencoder`).
+            decoder loads into either form (see :mod:`wae_timm.layers.autoencoder`).
         energy_weight: lambda of the transform loss.
         backbone_kwargs: extra arguments for both branches' timm constructors.
         decomposition: the front end, 'wae' (learned), 'wavelet' (CDF 9/7) or 'resize'
-            (see :mod:`wae_timm.decomposition`); the last two are the paper's baselines.
+            (see :mod:`wae_timm.layers.decomposition`); the last two are the paper's baselines.
         fusion: build the high branch and fusion head; without it the model is the
             paper's "I_L only" (or, with 'resize', "I_R") baseline and logits are s_L.
         wae_weights: a stage-1 WAE checkpoint to start from: a ``.safetensors`` path, or
@@ -224,7 +164,7 @@ class WAEWrapper(nn.Module):
         freeze_wae: keep the WAE fixed (the paper's stage 2).
         aux_loss_weight: gamma of stage 3; when > 0, a training-mode ``forward`` adds the
             gradient of ``gamma * L_t`` to whatever loss the training script computes
-            (see :mod:`wae_timm.auxiliary_loss`).
+            (see :mod:`wae_timm.layers.auxiliary_loss`).
         device, dtype: where and in which type the parameters are created (``'meta'`` included).
 
     Every flag is checked before anything is built: an invalid value, or a combination in
@@ -381,8 +321,8 @@ class WAEWrapper(nn.Module):
             low_in = self.low_channels * self.flatten_grid ** 2
             high_in = self.high_channels * self.flatten_grid ** 2
         else:
-            low_in = _head_input_size(self.low)
-            high_in = _head_input_size(self.high) if self.fusion else 0
+            low_in = head_input_size(self.low)
+            high_in = head_input_size(self.high) if self.fusion else 0
         args = self._head_args
         common = dict(hidden_drop_rate=args['hidden_drop_rate'], drop_rate=args['drop_rate'], **dd)
         self.head_low = BranchClassifier(low_in, num_classes, args['low_hidden'], **common)
@@ -430,7 +370,7 @@ class WAEWrapper(nn.Module):
 
         Switches to eval mode, drops the WAE decoder and the stage-3 auxiliary loss, and folds
         every BatchNorm that follows a convolution into it (see
-        :func:`wae_timm.inference.fold_batchnorms`): the BatchNorms on ``I_L``/``I_H`` into the
+        :func:`wae_timm.deploy.inference.fold_batchnorms`): the BatchNorms on ``I_L``/``I_H`` into the
         encoder's ``to_low``/``to_high`` convolutions, and the conv-BN pairs of both branches.
         ``forward_decomposition`` then returns the normalised bands, and ``forward_train``,
         which needs the raw bands and the decoder, refuses to run. Returns ``self``.
@@ -587,3 +527,147 @@ class WAEWrapper(nn.Module):
             self.head_low = nn.Identity()
             self.head_fusion = nn.Identity()
         return take_indices
+
+
+# ----------------------------------------------------------------------------- registry
+# reference WAE-VGG16 heads (authors' release): fc 1024-1024 on the low pool5,
+# fc 2048-2048 on both pool5 maps, dropout 0.5 after each hidden fc
+_VGG_REFERENCE_HEADS = dict(flatten_grid=4, low_hidden=(1024, 1024), fusion_hidden=(2048, 2048), hidden_drop_rate=0.5)
+
+WAE_MODEL_ARGS: Dict[str, Dict[str, Any]] = {
+    'wae_vgg16': dict(backbone='vgg16', **_VGG_REFERENCE_HEADS),
+    'wae_resnet18': dict(backbone='resnet18'),
+    'wae_resnet34': dict(backbone='resnet34'),
+    'wae_resnet50': dict(backbone='resnet50'),
+    'wae_resnet101': dict(backbone='resnet101'),
+    'wae_convnext_tiny': dict(backbone='convnext_tiny'),
+    'wae_efficientnet_b0': dict(backbone='efficientnet_b0'),
+    'wae_mobilenetv3_large_100': dict(backbone='mobilenetv3_large_100'),
+    'wae_regnety_016': dict(backbone='regnety_016'),
+}
+
+
+def wrapper_cfg(**kwargs: Any) -> Dict[str, Any]:
+    """The pretrained config of a :class:`WAEWrapper` model at 224 (``kwargs`` override entries)."""
+    return {
+        'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (4, 4),
+        'crop_pct': 0.875, 'interpolation': 'bilinear',
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'wae.stem.0', 'classifier': ('head_low.fc', 'head_fusion.fc'),
+        'license': 'apache-2.0', 'paper_ids': 'arXiv:1712.07493',
+        'paper_name': 'Learning a Wavelet-like Auto-Encoder to Accelerate Deep Neural Networks',
+        **kwargs,
+    }
+
+
+def _base_cfg(name: str) -> Dict[str, Any]:
+    # pool_size: the final map at 224, whose branches see 112 (ConvNeXt's 4x4 stem floors 7/2)
+    return wrapper_cfg(pool_size=(3, 3)) if 'convnext' in name else wrapper_cfg()
+
+
+# 'arch.tag' -> where its weights live and whether they exist (see wae_timm.models.pretrained)
+PRETRAINED_TAGS: Dict[str, PretrainedTag] = build_tags(list(WAE_MODEL_ARGS))
+default_cfgs = generate_default_cfgs(pretrained_cfgs(PRETRAINED_TAGS, _base_cfg))
+
+
+def published_tags() -> List[PretrainedTag]:
+    """Tags with weights: each has a Hub repo and a model card in ``model_cards/``."""
+    return [t for t in PRETRAINED_TAGS.values() if t.has_weights]
+
+
+# timm's train.py reads ``--model-kwargs k=v`` with ast.literal_eval and keeps
+# what does not parse as text: 'freeze_wae=true' would arrive as the (truthy)
+# string 'true'. Flags and weights must arrive as real bools and numbers.
+_BOOL_ARGS = ('freeze_wae', 'pretrained_backbone', 'with_decoder', 'fusion')
+_NUMBER_ARGS = ('aux_loss_weight', 'energy_weight', 'drop_rate', 'drop_path_rate', 'hidden_drop_rate')
+
+
+def _check_parsed_kwargs(kwargs: Dict[str, Any]) -> None:
+    for name in _BOOL_ARGS:
+        if isinstance(kwargs.get(name), str):
+            raise ValueError(f'{name}={kwargs[name]!r} is text, expected True or False '
+                             f'(--model-kwargs values are Python literals: write {name}=True)')
+    for name in _NUMBER_ARGS:
+        if isinstance(kwargs.get(name), str):
+            raise ValueError(f'{name}={kwargs[name]!r} is text, expected a number '
+                             f'(--model-kwargs values are Python literals, e.g. {name}=0.001)')
+
+
+def build_wrapper(variant: str, model_args: Dict[str, Any], pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """A registered :class:`WAEWrapper` variant built by timm from its ``model_args`` (``kwargs`` override them).
+
+    ``pretrained=True`` fails before building when the variant's tag has no weights,
+    and load errors name the weight file (see :mod:`wae_timm.models.pretrained`).
+    """
+    _check_parsed_kwargs(kwargs)
+    model_args = dict(model_args, **kwargs)
+    source = prepare_pretrained(variant, model_args, PRETRAINED_TAGS) if pretrained else None
+    with explain_load_errors(source):
+        return build_model_with_cfg(
+            WAEWrapper, variant, pretrained,
+            # the default FeatureListNet rebuilds a model from its direct children,
+            # which cannot reach inside the branches: use forward_intermediates, with
+            # the backbone's own feature levels (ConvNeXt has 4, ResNet 5, VGG 6)
+            feature_cfg=dict(feature_cls='getter', out_indices=default_out_indices(model_args['backbone'])),
+            pretrained_filter_fn=checkpoint_filter(source) if source else None,
+            **model_args,
+        )
+
+
+
+def _create_wae(variant: str, pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    return build_wrapper(variant, WAE_MODEL_ARGS[variant], pretrained, **kwargs)
+
+
+@register_model
+def wae_vgg16(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE-VGG16 with the reference release's fc heads (Chen et al., AAAI 2018)."""
+    return _create_wae('wae_vgg16', pretrained, **kwargs)
+
+
+@register_model
+def wae_resnet18(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around ResNet-18, pooled linear heads."""
+    return _create_wae('wae_resnet18', pretrained, **kwargs)
+
+
+@register_model
+def wae_resnet34(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around ResNet-34, pooled linear heads."""
+    return _create_wae('wae_resnet34', pretrained, **kwargs)
+
+
+@register_model
+def wae_resnet50(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE-ResNet-50 (Chen et al., AAAI 2018), pooled linear heads."""
+    return _create_wae('wae_resnet50', pretrained, **kwargs)
+
+
+@register_model
+def wae_resnet101(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around ResNet-101, pooled linear heads."""
+    return _create_wae('wae_resnet101', pretrained, **kwargs)
+
+
+@register_model
+def wae_convnext_tiny(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around ConvNeXt-T; the heads see each branch's normed pooled features."""
+    return _create_wae('wae_convnext_tiny', pretrained, **kwargs)
+
+
+@register_model
+def wae_efficientnet_b0(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around EfficientNet-B0; the high branch uses a quarter channel multiplier."""
+    return _create_wae('wae_efficientnet_b0', pretrained, **kwargs)
+
+
+@register_model
+def wae_mobilenetv3_large_100(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around MobileNetV3-Large 1.0."""
+    return _create_wae('wae_mobilenetv3_large_100', pretrained, **kwargs)
+
+
+@register_model
+def wae_regnety_016(pretrained: bool = False, **kwargs: Any) -> WAEWrapper:
+    """WAE around RegNetY-1.6GF."""
+    return _create_wae('wae_regnety_016', pretrained, **kwargs)

@@ -24,11 +24,11 @@ from torch.utils.data import Dataset
 from .checkpoint import SUMMARY_CSV, Checkpointer, atomic_write, check_fresh_output, read_train_state
 from .distillation import create_teacher, distillation_loss_fn
 from .distributed import DistributedContext, init_distributed, wrap_ddp
-from .fashion_mnist import FashionMNIST
-from .fit import fit
-from .image_data import create_eval_loader, create_image_dataset, create_train_loader, paper_crop_transform
+from ..data.fashion_mnist import FashionMNIST
+from .engine import fit
+from ..data.image_folder import create_eval_loader, create_image_dataset, create_train_loader, paper_crop_transform
 from .losses import paper_loss
-from ..wrapper import WAEWrapper
+from ..models.wae import WAEWrapper
 
 __all__ = ['ClassifierTrainConfig', 'train_classifier', 'stage_model_kwargs', 'FASHION_MNIST']
 

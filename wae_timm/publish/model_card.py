@@ -16,7 +16,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import torch.nn as nn
 
-from .pretrained import PretrainedTag
+from ..models.pretrained import PretrainedTag
 
 __all__ = ['render_model_card', 'write_model_cards', 'result_rows', 'ACCURACY_RESULTS', 'SPEED_RESULTS']
 
@@ -97,7 +97,7 @@ def _results_section(results_dir: PathLike, patterns: Sequence[str], tag: Pretra
 
 def _size_section(tag: PretrainedTag, model: nn.Module) -> str:
     import timm
-    from .flops import count_flops, parameter_count
+    from ..experiments.flops import count_flops, parameter_count
     input_size = tuple(model.pretrained_cfg['input_size'])
     backbone = timm.create_model(model.backbone_name, num_classes=model.num_classes)
     wae_flops = count_flops(model, input_size).total / 1e9

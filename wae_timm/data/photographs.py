@@ -18,10 +18,23 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .data import find_photographs
 
-__all__ = ['HELD_OUT_PHOTOGRAPHS', 'EVAL_SHORT_SIDE', 'split_photographs', 'load_photograph', 'normalize',
+__all__ = ['PHOTOGRAPH_DIRS', 'find_photographs', 'HELD_OUT_PHOTOGRAPHS', 'EVAL_SHORT_SIDE', 'split_photographs', 'load_photograph', 'normalize',
            'denormalize', 'PhotoCrops']
+
+# photographs (not drawings or gradients) in Debian's wallpaper packages
+PHOTOGRAPH_DIRS: Tuple[Path, ...] = (Path('/usr/share/backgrounds/mate/nature'),)
+
+
+def find_photographs(dirs: Sequence[Union[str, Path]] = PHOTOGRAPH_DIRS) -> List[Path]:
+    """The JPEG photographs under ``dirs``, sorted by name so splits are reproducible."""
+    photos = sorted(p for d in map(Path, dirs) if d.is_dir() for p in d.iterdir() if p.suffix.lower() in ('.jpg', '.jpeg'))
+    if not photos:
+        raise FileNotFoundError(
+            f'no photographs found in {[str(d) for d in dirs]}: run tools/setup.sh '
+            '(it installs the mate-backgrounds package) or pass an image path')
+    return photos
+
 
 # one per kind of picture: sand texture, a macro shot, a sky; never trained on
 HELD_OUT_PHOTOGRAPHS = ('Dune.jpg', 'LadyBird.jpg', 'Storm.jpg')

@@ -1,7 +1,7 @@
 """The paper's ablations (Tables 2, 3, 4 and 7) reproduced on the real Fashion-MNIST 60k/10k split.
 
 Data: Debian's ``dataset-fashion-mnist`` through
-:class:`wae_timm.training.FashionMNIST`: native 28x28 images zero-padded to
+:class:`wae_timm.train.FashionMNIST`: native 28x28 images zero-padded to
 32x32 (no resampling), grey repeated to 3 channels, normalised with the
 training split's mean/std. Training adds random horizontal flips.
 
@@ -57,9 +57,10 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .flops import count_flops, parameter_count
-from .training import FashionMNIST, autoencoder_loss, evaluate, fit, paper_loss, save_wae, train_one_epoch
-from .training.checkpoint import atomic_write
-from .wrapper import WAEWrapper
+from ..data import FashionMNIST
+from ..train import autoencoder_loss, evaluate, fit, paper_loss, save_wae, train_one_epoch
+from ..train.checkpoint import atomic_write
+from ..models.wae import WAEWrapper
 
 __all__ = [
     'ReproductionConfig', 'RowSpec', 'ROWS', 'NOISE_VARIANCES', 'add_gaussian_noise', 'NoisyTestSet',
@@ -258,7 +259,7 @@ def train_classifier(
 
 def train_stage1_wae(loader: DataLoader, config: ReproductionConfig, progress: bool = True):
     """Stage 1: a fresh WAE trained alone with the transform loss (Adam, see :class:`ReproductionConfig`)."""
-    from .autoencoder import WaveletLikeAutoEncoder
+    from ..layers.autoencoder import WaveletLikeAutoEncoder
     wae = WaveletLikeAutoEncoder(in_chans=INPUT_SIZE[0])
     optimizer = torch.optim.Adam(wae.parameters(), lr=config.wae_lr)
     start = time.perf_counter()
@@ -316,7 +317,7 @@ def plan_train_images(
     machine loaded by other jobs took ~1.3x the calibrated time (10368 images planned for 75 min).
     Returns ``(n rounded down to whole batches, at most 60000, seconds per image by phase)``.
     """
-    from .autoencoder import WaveletLikeAutoEncoder
+    from ..layers.autoencoder import WaveletLikeAutoEncoder
     steps = config.calibration_batches + 1
 
     def batches(batch_size: int) -> List[Tuple[torch.Tensor, torch.Tensor]]:
@@ -473,7 +474,7 @@ def run_reproduction(
 
     Returns ``dict(records=[...], noise=[...], files={...})``.
     """
-    from .visualize import render_decomposition_figure
+    from .figures import render_decomposition_figure
     start_time = time.perf_counter()
     results_dir, checkpoint_dir = Path(results_dir), Path(checkpoint_dir)
     rows = _select_rows(config.rows)

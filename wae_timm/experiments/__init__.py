@@ -1,0 +1,1 @@
+"""The measurements behind results/: FLOPs, speed, the Fashion-MNIST reproduction, reconstruction, figures."""

@@ -1,0 +1,1 @@
+"""Publishing trained models: Hugging Face Hub folders and their model cards."""

@@ -1,0 +1,16 @@
+"""Training the WAE models: the paper's three stages, on one process or many.
+
+- :mod:`.losses`: the stage losses (``paper_loss``, ``autoencoder_loss``);
+- :mod:`.engine`: one epoch, ``evaluate``, and ``fit`` (the epoch loop with checkpoints and resume);
+- :mod:`.checkpoint`: atomic checkpoints and fresh-output checks;
+- :mod:`.stage1`: stage 1, the WAE alone (``train_autoencoder``, ``save_wae``);
+- :mod:`.classifier`: stages 2 and 3 with the paper's loss (``train_classifier``, behind ``wae-timm train``);
+- :mod:`.distillation`: knowledge distillation from a full-resolution teacher;
+- :mod:`.distributed`: torchrun / DDP.
+"""
+from .checkpoint import SUMMARY_CSV, Checkpointer, TrainState, atomic_write, check_fresh_output, read_train_state
+from .distillation import create_teacher, distillation_loss_fn, resolve_distillation_weights
+from .distributed import DistributedContext, cleanup_distributed, init_distributed, wrap_ddp
+from .engine import evaluate, fit, train_one_epoch
+from .losses import TrainingForward, autoencoder_loss, model_scores, paper_loss, paper_loss_from_output, unwrap
+from .stage1 import create_autoencoder_optimizer, save_wae, train_autoencoder
