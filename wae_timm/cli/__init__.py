@@ -16,6 +16,8 @@ import importlib
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
+from .. import __version__
+
 __all__ = ['main', 'parse_args', 'build_parser', 'UsageError', 'COMMANDS']
 
 
@@ -63,7 +65,6 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     The other commands are listed (for ``wae-timm --help``) but take no arguments,
     so parse only a command line that starts with ``command``.
     """
-    from .. import __version__
     parser = argparse.ArgumentParser(
         prog='wae-timm', description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--version', action='version', version=f'wae-timm {__version__}')

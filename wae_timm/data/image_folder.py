@@ -8,6 +8,7 @@ interrupted one would have.
 from pathlib import Path
 from typing import Sequence, Union
 
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import transforms
 
@@ -20,8 +21,8 @@ def paper_crop_transform(
         crop_size: int = 224,
         resize: int = 256,
         hflip: bool = True,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
+        mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+        std: Sequence[float] = IMAGENET_DEFAULT_STD,
 ):
     """PIL image -> ``[3, crop_size, crop_size]`` normalised tensor, as the paper trains every stage.
 

@@ -16,6 +16,7 @@ from typing import List, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import Dataset
 
 
@@ -64,8 +65,8 @@ def load_photograph(path: Union[str, Path], short_side: int = EVAL_SHORT_SIDE) -
     return x.clamp_(0., 1.)
 
 
-_MEAN = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)
-_STD = torch.tensor((0.229, 0.224, 0.225)).view(3, 1, 1)
+_MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_DEFAULT_STD).view(3, 1, 1)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import torch.nn as nn
+from safetensors import safe_open
 
 from ..layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
 
@@ -48,7 +49,6 @@ def load_front_end(path: Union[str, Path]) -> WaveletLikeAutoEncoder:
     The file may hold a stage-1 WAE or a whole classifier (keys under ``wae.``);
     the input channels and the presence of a decoder are read from the keys.
     """
-    from safetensors import safe_open
     path = Path(path)
     if path.suffix != '.safetensors' or not path.is_file():
         raise FileNotFoundError(f'expected an existing .safetensors checkpoint, got {path}')
@@ -114,6 +114,7 @@ def render_decomposition_figure(
 
     The PNG measures ``4 * PANEL_INCHES * FIGURE_DPI`` by ``rows * PANEL_INCHES * FIGURE_DPI`` pixels.
     """
+    # the backend is chosen when drawing, not at import: importing must not override a user's choice
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

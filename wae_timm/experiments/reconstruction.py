@@ -17,16 +17,17 @@ import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import pywt
 import torch
 import torch.nn.functional as F
 
 from ..layers.autoencoder import WaveletLikeAutoEncoder
+from ..layers.wavelet import WAVELET
 from ..data.photographs import denormalize, normalize
 
 __all__ = ['psnr', 'energy_share', 'evaluate_wae', 'evaluate_wavelet', 'evaluate_bicubic', 'evaluate_images',
            'WAVELET']
 
-WAVELET = 'bior4.4'  # CDF 9/7
 
 
 def psnr(reference: torch.Tensor, estimate: torch.Tensor) -> float:
@@ -53,13 +54,11 @@ def evaluate_wae(wae: WaveletLikeAutoEncoder, x: torch.Tensor) -> Dict[str, floa
 
 
 def _dwt(image: np.ndarray):
-    import pywt
     return pywt.dwt2(image, WAVELET, mode='periodization', axes=(-2, -1))
 
 
 def evaluate_wavelet(x: torch.Tensor) -> Dict[str, float]:
     """The three measures for a single-level CDF 9/7 DWT (pywt ``bior4.4``, periodic borders)."""
-    import pywt
     image = x.double().numpy()
     approx, details = _dwt(image)
     both = pywt.idwt2((approx, details), WAVELET, mode='periodization', axes=(-2, -1))

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .autoencoder import WaveletLikeAutoEncoder
+from .wavelet import WaveletDecomposition
 
 __all__ = ['create_decomposition', 'ResizeDecomposition', 'WaveletBands', 'DECOMPOSITIONS']
 
@@ -42,7 +43,6 @@ class WaveletBands(nn.Module):
 
     def __init__(self, in_chans: int = 3) -> None:
         super().__init__()
-        from .wavelet import WaveletDecomposition
         self.dwt = WaveletDecomposition()
         self.band_chans = in_chans
         self.high_chans = 3 * in_chans

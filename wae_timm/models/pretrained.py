@@ -24,6 +24,10 @@ from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional,
 
 import torch
 import torch.nn as nn
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+from safetensors import SafetensorError
+from timm.models import resolve_pretrained_cfg
 
 from ..layers.autoencoder import WaveletLikeAutoEncoder, optional_part_keys
 
@@ -176,7 +180,6 @@ class WeightsSource:
         """The weight file's path in the local HF cache, if it is there."""
         if self.hf_hub_id is None:
             return None
-        from huggingface_hub import try_to_load_from_cache
         repo_id, _, revision = self.hf_hub_id.partition('@')
         path = try_to_load_from_cache(repo_id, self.filename, cache_dir=self.cache_dir, revision=revision or None)
         return path if isinstance(path, str) else None
@@ -197,7 +200,6 @@ def prepare_pretrained(variant: str, kwargs: Dict[str, Any], tags: Mapping[str, 
     ``kwargs`` are the entrypoint's keyword arguments (with timm's
     ``pretrained_cfg`` / ``pretrained_cfg_overlay`` / ``cache_dir``).
     """
-    from timm.models import resolve_pretrained_cfg
     cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
     name = f'{variant}.{cfg.tag}' if cfg.tag else variant
     if not cfg.has_weights:
@@ -288,8 +290,6 @@ def explain_load_errors(source: Optional[WeightsSource]) -> Iterator[None]:
     if source is None:
         yield
         return
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
-    from safetensors import SafetensorError
     try:
         yield
     except (EntryNotFoundError, RepositoryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError) as err:

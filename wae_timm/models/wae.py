@@ -1,4 +1,7 @@
-"""WAEWrapper: the WAE classification network around any supported timm CNN.
+"""The WAE model family: :class:`WAEWrapper` around any supported timm CNN, its cfgs and its timm entrypoints.
+
+One family file, as timm's own model files are (the class, ``default_cfgs`` and
+the ``@register_model`` functions together), hence its length.
 
 Data flow for an input ``x: [B, C, H, W]`` (``h = ceil(H/2)``, ``w = ceil(W/2)``)::
 
@@ -530,6 +533,10 @@ class WAEWrapper(nn.Module):
 
 
 # ----------------------------------------------------------------------------- registry
+# After ``import wae_timm``, ``timm.list_models('wae_*')`` lists these and
+# ``timm.create_model('wae_resnet50', num_classes=10)`` builds one; each entrypoint
+# is one line of arguments to WAEWrapper.
+
 # reference WAE-VGG16 heads (authors' release): fc 1024-1024 on the low pool5,
 # fc 2048-2048 on both pool5 maps, dropout 0.5 after each hidden fc
 _VGG_REFERENCE_HEADS = dict(flatten_grid=4, low_hidden=(1024, 1024), fusion_hidden=(2048, 2048), hidden_drop_rate=0.5)

@@ -10,7 +10,7 @@
 """
 from .checkpoint import SUMMARY_CSV, Checkpointer, TrainState, atomic_write, check_fresh_output, read_train_state
 from .distillation import create_teacher, distillation_loss_fn, resolve_distillation_weights
-from .distributed import DistributedContext, cleanup_distributed, init_distributed, wrap_ddp
+from .distributed import DistributedContext, TrainingForward, cleanup_distributed, init_distributed, unwrap, wrap_ddp
 from .engine import evaluate, fit, train_one_epoch
-from .losses import TrainingForward, autoencoder_loss, model_scores, paper_loss, paper_loss_from_output, unwrap
+from .losses import autoencoder_loss, model_scores, paper_loss, paper_loss_from_output
 from .stage1 import create_autoencoder_optimizer, save_wae, train_autoencoder

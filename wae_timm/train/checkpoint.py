@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .losses import unwrap
+from .distributed import unwrap
 
 __all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
 

@@ -17,18 +17,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+import timm
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
+from timm.data import create_transform, resolve_data_config
+from timm.loss import LabelSmoothingCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import random_seed, update_summary
 from torch.utils.data import Dataset
 
+from ..data import FashionMNIST, create_eval_loader, create_image_dataset, create_train_loader, paper_crop_transform
+from ..models.wae import WAEWrapper
 from .checkpoint import SUMMARY_CSV, Checkpointer, atomic_write, check_fresh_output, read_train_state
 from .distillation import create_teacher, distillation_loss_fn
 from .distributed import DistributedContext, init_distributed, wrap_ddp
-from ..data.fashion_mnist import FashionMNIST
 from .engine import fit
-from ..data.image_folder import create_eval_loader, create_image_dataset, create_train_loader, paper_crop_transform
 from .losses import paper_loss
-from ..models.wae import WAEWrapper
 
 __all__ = ['ClassifierTrainConfig', 'train_classifier', 'stage_model_kwargs', 'FASHION_MNIST']
 
@@ -123,7 +129,6 @@ def stage_model_kwargs(stage: Optional[int], model_kwargs: Dict[str, Any], initi
 
 
 def _create_model(cfg: ClassifierTrainConfig, num_classes: int, in_chans: int) -> nn.Module:
-    import timm
     factory_kwargs = {}
     if cfg.pretrained_path:
         # timm's --pretrained-path: weights from a local file, head re-initialised if it differs
@@ -153,7 +158,6 @@ def _create_datasets(cfg: ClassifierTrainConfig) -> Tuple[Dataset, Dataset]:
 
 
 def _set_transforms(cfg: ClassifierTrainConfig, train: Dataset, evaluation: Dataset, data_config: Dict[str, Any]):
-    from timm.data import create_transform
     size = data_config['input_size'][-1]
     if cfg.aug == 'paper':
         train.transform = paper_crop_transform(size, round(size * 256 / 224), cfg.hflip > 0, data_config['mean'],
@@ -172,10 +176,6 @@ def _plain_config(cfg: ClassifierTrainConfig) -> Dict[str, Any]:
 
 def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedContext] = None) -> Dict[str, Any]:
     """Run (or resume) one training run; returns ``dict(model=..., history=[per-epoch metrics], output=...)``."""
-    from timm.data import resolve_data_config
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-    from timm.utils import random_seed, update_summary
 
     output = Path(cfg.output)
     final = output / 'model.safetensors'
@@ -217,7 +217,6 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
 
     criterion = None
     if cfg.smoothing:
-        from timm.loss import LabelSmoothingCrossEntropy
         criterion = LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
     if cfg.kd_model_name:
         teacher = create_teacher(cfg.kd_model_name, model, cfg.kd_pretrained_path, context.device)
@@ -262,7 +261,6 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
         progress=cfg.progress)
 
     if context.is_primary and read_train_state(output).epoch >= cfg.epochs:
-        from safetensors.torch import save_file
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         atomic_write(final, lambda tmp: save_file(state, tmp, metadata={'format': 'pt', 'model': cfg.model}))
         _logger.info('saved the final weights to %s', final)

@@ -12,8 +12,10 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.task import DistillationTeacher
 
-from .losses import LossFn, model_scores, paper_loss_from_output, unwrap
+from .distributed import unwrap
+from .losses import LossFn, model_scores, paper_loss_from_output
 from ..models.wae import WAEOutput
 
 __all__ = ['create_teacher', 'distillation_loss_fn', 'resolve_distillation_weights']
@@ -27,7 +29,6 @@ def create_teacher(
 ):
     """timm's ``DistillationTeacher``: ``model_name`` with pretrained weights (hub, or ``pretrained_path``),
     the student's number of classes and input channels, in eval mode."""
-    from timm.task import DistillationTeacher
     inner = unwrap(student)
     teacher = DistillationTeacher(model_name, num_classes=inner.num_classes, in_chans=inner.in_chans,
                                   pretrained_path=pretrained_path, device=device)

@@ -1,4 +1,7 @@
-"""One process or many: ``torchrun`` environments, DDP wrapping, the primary process.
+"""One process or many: ``torchrun`` environments, DDP wrapping and unwrapping, the primary process.
+
+Nothing here depends on the model class: a model is any ``nn.Module``, and a
+WAE model is recognised by its ``forward_train``.
 
 Under ``torchrun --nproc_per_node N`` each process trains on its share of every
 epoch (see :class:`ResumableSampler`); gradients are averaged by
@@ -13,9 +16,38 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .losses import TrainingForward
+__all__ = ['DistributedContext', 'TrainingForward', 'unwrap', 'init_distributed', 'wrap_ddp', 'cleanup_distributed']
 
-__all__ = ['DistributedContext', 'init_distributed', 'wrap_ddp', 'cleanup_distributed']
+
+class TrainingForward(nn.Module):
+    """``forward(x)`` runs ``model.forward_train(x)`` (a :class:`WAEOutput` for a WAEWrapper).
+
+    DistributedDataParallel only synchronises gradients of the forward it
+    wraps; wrap this module, not the model, when training with
+    :func:`paper_loss` under DDP. Its state dict keys start with ``model.``:
+    save ``unwrap(module).state_dict()``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        forward_train = getattr(self.model, 'forward_train', None)
+        return forward_train(x) if forward_train is not None else self.model(x)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside ``DistributedDataParallel``, ``torch.compile`` and :class:`TrainingForward` shells."""
+    while True:
+        if hasattr(model, 'module'):  # DistributedDataParallel / DataParallel
+            model = model.module
+        elif hasattr(model, '_orig_mod'):  # torch.compile
+            model = model._orig_mod
+        elif isinstance(model, TrainingForward):
+            model = model.model
+        else:
+            return model
 
 
 @dataclass

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from ..layers.checks import check_finite
 from ..data.sampler import ResumableSampler
 from .checkpoint import Checkpointer, TrainState
-from .losses import LossFn, paper_loss, unwrap
+from .distributed import unwrap
+from .losses import LossFn, paper_loss
 
 __all__ = ['train_one_epoch', 'evaluate', 'fit', 'StepCallback']
 

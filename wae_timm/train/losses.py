@@ -18,41 +18,11 @@ import torch.nn.functional as F
 
 from ..layers.autoencoder import WaveletLikeAutoEncoder, transform_loss
 from ..models.wae import WAEOutput, WAEWrapper
+from .distributed import TrainingForward, unwrap
 
-__all__ = ['LossFn', 'TrainingForward', 'paper_loss', 'paper_loss_from_output', 'model_scores', 'autoencoder_loss', 'unwrap']
+__all__ = ['LossFn', 'paper_loss', 'paper_loss_from_output', 'model_scores', 'autoencoder_loss']
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], Tuple[torch.Tensor, Dict[str, float]]]
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside ``DistributedDataParallel``, ``torch.compile`` and :class:`TrainingForward` shells."""
-    while True:
-        if hasattr(model, 'module'):  # DistributedDataParallel / DataParallel
-            model = model.module
-        elif hasattr(model, '_orig_mod'):  # torch.compile
-            model = model._orig_mod
-        elif isinstance(model, TrainingForward):
-            model = model.model
-        else:
-            return model
-
-
-class TrainingForward(nn.Module):
-    """``forward(x)`` runs ``model.forward_train(x)`` (a :class:`WAEOutput` for a WAEWrapper).
-
-    DistributedDataParallel only synchronises gradients of the forward it
-    wraps; wrap this module, not the model, when training with
-    :func:`paper_loss` under DDP. Its state dict keys start with ``model.``:
-    save ``unwrap(module).state_dict()``.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor):
-        forward_train = getattr(self.model, 'forward_train', None)
-        return forward_train(x) if forward_train is not None else self.model(x)
 
 
 def model_scores(model: nn.Module, x: torch.Tensor) -> Union[WAEOutput, torch.Tensor]:
