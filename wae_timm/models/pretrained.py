@@ -29,10 +29,11 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineMo
 from safetensors import SafetensorError
 from timm.models import resolve_pretrained_cfg
 
+from ..data.fashion_mnist import FASHION_MNIST_CLASSES
 from ..layers.autoencoder import WaveletLikeAutoEncoder, optional_part_keys
 
 __all__ = [
-    'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag', 'FASHION_MNIST_LABELS',
+    'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag',
     'build_tags', 'pretrained_cfgs', 'WeightsSource', 'prepare_pretrained',
     'checkpoint_filter', 'explain_load_errors', 'state_dict_mismatch', 'drop_decoder',
     'NoPretrainedWeightsError', 'MissingWeightsError', 'CorruptWeightsError', 'CheckpointMismatchError',
@@ -41,9 +42,6 @@ __all__ = [
 HF_ORG = 'wae-timm'
 WEIGHTS_FILENAME = 'model.safetensors'  # timm's HF_SAFE_WEIGHTS_NAME
 DECODER_PREFIX = 'wae.decode_'  # WAEWrapper keys of the WAE decoder
-
-FASHION_MNIST_LABELS = (
-    'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 
 
 class NoPretrainedWeightsError(RuntimeError):
@@ -123,7 +121,7 @@ def _imagenet_tag(architecture: str) -> PretrainedTag:
 # (fashion_mnist_stats(); tests check these constants against it).
 _FASHION_MNIST_CFG = dict(
     num_classes=10, input_size=(3, 32, 32), pool_size=(1, 1), crop_pct=1.0, interpolation='bilinear',
-    mean=(0.28604,) * 3, std=(0.35302,) * 3, label_names=FASHION_MNIST_LABELS)
+    mean=(0.28604,) * 3, std=(0.35302,) * 3, label_names=FASHION_MNIST_CLASSES)
 # add an architecture here when the reproduction publishes a checkpoint of it
 _FASHION_MNIST_ARCHITECTURES = ('wae_resnet18',)
 
