@@ -16,7 +16,7 @@ TorchScript on the ResNet-18 models and wae_vgg16; ``WAE_TIMM_ALL_EXPORTS=1`` ru
 
 An exporter that cannot handle a model is listed in ``KNOWN_FAILURES`` with the error it raises; its
 test asserts that exact error and is reported as XFAIL, and fails once the exporter handles the model,
-so that the entry and the README's note get removed.
+so that the entry and the note in results/export.md get removed.
 """
 import copy
 import os
@@ -205,7 +205,7 @@ def check_parity(
     except known.error as err:
         assert re.search(known.message, str(err)), f'{exporter} fails on {name} in a new way: {err}'
         pytest.xfail(f'known limitation: {known.reason}')
-    pytest.fail(f'{exporter} now handles {name}: remove its KNOWN_FAILURES entry and the README note')
+    pytest.fail(f'{exporter} now handles {name}: remove its KNOWN_FAILURES entry and the note in results/export.md')
 
 
 # ----------------------------------------------------------------------------- ONNX

@@ -116,7 +116,7 @@ def _imagenet_tag(architecture: str) -> PretrainedTag:
 
 
 # Fashion-MNIST classifiers from the reproduction, published with tools/push_to_hub.py.
-# Inputs as wae_timm.train.FashionMNIST makes them: the 28x28 grey images zero-padded
+# Inputs as wae_timm.data.FashionMNIST makes them: the 28x28 grey images zero-padded
 # to 32x32, repeated to 3 channels, normalised with the training split's pixel mean / std
 # (fashion_mnist_stats(); tests check these constants against it).
 _FASHION_MNIST_CFG = dict(
