@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Decompose the image, print shapes, PSNR, I_H energy and the FLOP table, write the figure; returns 0."""
-    model = timm.create_model(args.model, wae_weights=args.wae_weights or None).eval()
+    # with the stage-1 decoder: the demo shows how well the shipped WAE reconstructs the photograph
+    model = timm.create_model(args.model, wae_weights=args.wae_weights or None, with_decoder=True).eval()
     image_path = args.image or find_photographs()[0]
     transform = create_transform(**resolve_data_config(model=model))
     x = check_finite(transform(Image.open(image_path).convert('RGB')).unsqueeze(0), f'image {image_path}')
