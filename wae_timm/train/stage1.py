@@ -89,8 +89,8 @@ STAGE1_RECIPES: Dict[str, Stage1Recipe] = {
                'lr 1e-6 divided by 10 after 10 epochs (the authors trained about 20 ImageNet epochs)'),
     'photos': Stage1Recipe(
         optimizer='adam', lr=1e-3, epochs=20, batch_size=8, schedule='cosine', min_lr=1e-5,
-        source='the shipped photos weights (wae_timm/weights/photos.json): Adam, cosine decay per epoch, batch 8, '
-               'for a short CPU run on crops of photographs'),
+        source='tools/train_wae_photos.py, which made the shipped photos weights (wae_timm/weights/photos.json '
+               'records their run: 200 epochs): Adam with a per-epoch cosine decay, for a short CPU run'),
     'fashion_mnist': Stage1Recipe(
         optimizer='adam', lr=1e-3, epochs=1, batch_size=32,
         source='the Fashion-MNIST reproduction (ReproductionConfig wae_lr, wae_epochs, wae_batch_size): Adam at a '
