@@ -1,5 +1,6 @@
 """The stage-1 WAE weights shipped in the package, and the measures reported for them."""
 import csv
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from wae_timm import WAEWrapper
 from wae_timm.layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
 from wae_timm.data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops, load_photograph, split_photographs
 from wae_timm.experiments.reconstruction import evaluate_bicubic, evaluate_wae, evaluate_wavelet
-from wae_timm.experiments.shipped_wae import shipped_provenance
+from wae_timm.experiments.shipped_wae import shipped_provenance, train_on_photographs
+from wae_timm.train import STAGE1_RECIPES
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = 'photos'
@@ -69,3 +71,12 @@ def test_photo_crops_are_normalised_training_crops():
     assert len(crops) == 3 and x.shape == (3, 32, 32) and x.min() < 0 < x.max()
     with pytest.raises(ValueError, match='at least one'):
         PhotoCrops([])
+
+
+def test_training_on_photographs_follows_the_photos_recipe():
+    recipe = dataclasses.replace(STAGE1_RECIPES['photos'], epochs=2, batch_size=2)
+    wae, history = train_on_photographs(split_photographs()[0][:1], recipe, crops_per_epoch=4, crop=16,
+                                        progress=False)
+    assert not wae.training and [h['steps'] for h in history] == [2, 2]
+    assert history[0]['lr'] == pytest.approx(recipe.lr)  # Adam, cosine decay per epoch
+    assert history[1]['lr'] == pytest.approx((recipe.lr + recipe.min_lr) / 2)

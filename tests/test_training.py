@@ -1,4 +1,6 @@
 """The training library: the paper's losses, stage 1, the epoch loop, checkpoints and resume."""
+import dataclasses
+
 import numpy as np
 import pytest
 import timm
@@ -11,7 +13,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import wae_timm  # noqa: F401  (registers the models)
 from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights, transform_loss
 from wae_timm.data import FashionMNIST, ResumableSampler, find_photographs
-from wae_timm.train import atomic_write, evaluate, paper_loss, save_wae, train_autoencoder, train_one_epoch
+from wae_timm.train import STAGE1_RECIPES, Stage1Recipe, atomic_write, create_autoencoder_optimizer, evaluate, \
+    paper_loss, save_wae, train_autoencoder, train_one_epoch
 
 pytestmark = pytest.mark.usefixtures('single_threaded_torch')
 
@@ -83,10 +86,40 @@ def test_stage1_transform_loss_decreases_on_real_photographs(photo_crops):
     before = loss_on_all()
     loader = DataLoader(TensorDataset(photo_crops, torch.zeros(len(photo_crops))), batch_size=4,
                         sampler=ResumableSampler(photo_crops, seed=0))
-    history = train_autoencoder(wae, loader, epochs=2, progress=False)  # paper defaults: SGD, lr 1e-6
+    paper = dataclasses.replace(STAGE1_RECIPES['paper'], epochs=2)  # SGD, lr 1e-6
+    history = train_autoencoder(wae, loader, paper, progress=False)
     after = loss_on_all()
     assert len(history) == 2 and history[0]['lr'] == pytest.approx(1e-6)
     assert after < 0.95 * before, (before, after)
+
+
+def test_stage1_recipes_build_the_optimizer_and_schedule_they_name():
+    from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
+    wae = WaveletLikeAutoEncoder()
+    paper = STAGE1_RECIPES['paper']
+    assert (paper.optimizer, paper.lr, paper.batch_size, paper.momentum) == ('sgd', 1e-6, 4, 0.9)
+    assert (paper.weight_decay, paper.schedule, paper.decay_epochs, paper.decay_rate) == (5e-4, 'step', (10,), 0.1)
+    optimizer, scheduler = create_autoencoder_optimizer(wae, 'paper')
+    assert isinstance(optimizer, torch.optim.SGD) and isinstance(scheduler, MultiStepLRScheduler)
+    assert optimizer.defaults['momentum'] == 0.9 and optimizer.defaults['weight_decay'] == 5e-4
+    scheduler.step(10)
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(1e-7)
+    optimizer, scheduler = create_autoencoder_optimizer(wae, 'photos')
+    assert isinstance(optimizer, torch.optim.Adam) and isinstance(scheduler, CosineLRScheduler)
+    scheduler.step(STAGE1_RECIPES['photos'].epochs)
+    assert optimizer.param_groups[0]['lr'] == pytest.approx(STAGE1_RECIPES['photos'].min_lr)
+    optimizer, scheduler = create_autoencoder_optimizer(wae, 'fashion_mnist')
+    assert isinstance(optimizer, torch.optim.Adam) and scheduler is None
+    assert all(recipe.source for recipe in STAGE1_RECIPES.values())
+
+
+def test_stage1_recipe_refuses_settings_it_cannot_run():
+    with pytest.raises(ValueError, match='momentum applies to SGD only'):
+        dataclasses.replace(STAGE1_RECIPES['photos'], momentum=0.9)
+    with pytest.raises(ValueError, match='optimizer'):
+        Stage1Recipe(optimizer='rmsprop', lr=1e-3, epochs=1, batch_size=4)
+    with pytest.raises(KeyError, match='known'):
+        train_autoencoder(WaveletLikeAutoEncoder(), [], 'imagenet')
 
 
 def test_save_wae_round_trip_and_refuses_overwrite(tmp_path):
@@ -135,8 +168,9 @@ def test_resume_continues_from_the_saved_step(photo_crops, tmp_path):
         wae = WaveletLikeAutoEncoder()
         loader = DataLoader(TensorDataset(photo_crops[:12], torch.zeros(12)), batch_size=4,
                             sampler=ResumableSampler(photo_crops[:12], seed=3))
-        history = train_autoencoder(wae, loader, epochs=3, lr=1e-6, lr_decay_epochs=(1,), checkpoint_dir=directory,
-                                    checkpoint_every=2, resume=resume, max_updates=max_updates, progress=False)
+        recipe = dataclasses.replace(STAGE1_RECIPES['paper'], epochs=3, lr=1e-6, decay_epochs=(1,))
+        history = train_autoencoder(wae, loader, recipe, checkpoint_dir=directory, checkpoint_every=2, resume=resume,
+                                    max_updates=max_updates, progress=False)
         return wae, history
 
     reference, _ = run(tmp_path / 'reference')

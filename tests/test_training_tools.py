@@ -1,5 +1,6 @@
 """The training tools end to end on tiny real data: stage 1 CLI, the paper-loss trainer, resume, DDP, KD."""
 import csv
+import dataclasses
 import os
 import socket
 from pathlib import Path
@@ -16,7 +17,7 @@ from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
 from wae_timm.cli import main as cli_main, parse_args as cli_parse_args
 from wae_timm.cli.train import config_from_args
 from wae_timm.data import find_photographs
-from wae_timm.train import read_train_state
+from wae_timm.train import STAGE1_RECIPES, read_train_state
 from wae_timm.train.classifier import ClassifierTrainConfig, train_classifier
 
 pytestmark = pytest.mark.usefixtures('single_threaded_torch')
@@ -50,6 +51,27 @@ def test_train_wae_cli_saves_resumes_and_refuses_to_overwrite(tmp_path):
     load_wae_weights(WaveletLikeAutoEncoder(), output)
     with pytest.raises(FileExistsError, match='--overwrite'):
         cli_main(['train-wae', *argv])
+
+
+def test_train_wae_cli_recipe_defaults_to_the_paper_and_flags_change_single_settings(tmp_path, capsys):
+    from wae_timm.cli.train_wae import recipe_from_args
+    base = ['train-wae', '--photographs', '--output', str(tmp_path / 'wae.safetensors')]
+    assert recipe_from_args(cli_parse_args(base)) == STAGE1_RECIPES['paper']
+    photos = recipe_from_args(cli_parse_args([*base, '--recipe', 'photos', '--lr', '3e-4', '--decay-milestones', '2']))
+    assert photos == dataclasses.replace(STAGE1_RECIPES['photos'], lr=3e-4, decay_epochs=(2,))
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([*base, '--recipe', 'photos', '--momentum', '0.9'])
+    assert exit_info.value.code == 2 and 'momentum applies to SGD only' in capsys.readouterr().err
+
+
+def test_train_wae_cli_trains_with_the_named_recipe(tmp_path):
+    output = tmp_path / 'wae.safetensors'
+    cli_main(['train-wae', '--photographs', '--recipe', 'photos', '--epochs', '1', '-b', '4', '--img-size', '32',
+              '--resize', '40', '-j', '0', '--no-progress', '--output', str(output), '--max-updates', '1',
+              '--device', 'cpu'])
+    checkpoint = torch.load(tmp_path / 'wae.safetensors.run' / 'last.pth.tar', weights_only=True)
+    assert checkpoint['config']['optimizer'] == 'adam' and checkpoint['config']['batch_size'] == 4
+    assert 'exp_avg' in checkpoint['optimizer']['state'][0]
 
 
 def test_train_cli_maps_timm_flags_to_the_config():

@@ -1,13 +1,15 @@
 """Stage 1: train the WAE alone with the transform loss, on any image folder(s); save safetensors.
 
-Paper recipe by default: SGD momentum 0.9, weight decay 5e-4, batch 4, lr 1e-6 divided by 10
-after 10 epochs, random 224 crops (and flips) of images resized to 256x256. The lr is tiny on
-purpose: L_t sums squared errors over every pixel (see wae_timm/train/stage1.py).
+The optimizer, schedule, batch size and epochs come from a named recipe (--recipe; the
+paper's by default, see STAGE1_RECIPES in wae_timm/train/stage1.py); the optimisation flags
+change single settings of it. Images are random 224 crops (and flips) of images resized to
+256x256, as in the paper.
 
     wae-timm train-wae /data/imagenet --split train --output wae_imagenet.safetensors
     wae-timm train-wae --photographs --epoch-repeats 50 --output wae_photos.safetensors
     wae-timm train-wae --photographs --output wae_photos.safetensors --resume   # after a kill
     wae-timm train-wae --dataset fashion_mnist -b 64 --epochs 2 --output wae_fmnist.safetensors
+    wae-timm train-wae --dataset fashion_mnist --recipe fashion_mnist --output wae_fmnist.safetensors
     torchrun --nproc_per_node 8 -m wae_timm train-wae /data/imagenet --output wae_imagenet.safetensors
 
 A resumable checkpoint is kept in --checkpoint-dir (default: <output>.run/), saved every
@@ -15,6 +17,7 @@ A resumable checkpoint is kept in --checkpoint-dir (default: <output>.run/), sav
 is the same command.)
 """
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -25,17 +28,17 @@ from ..layers.autoencoder import WaveletLikeAutoEncoder
 from ..data.photographs import PHOTOGRAPH_DIRS, find_photographs
 from ..train.classifier import FASHION_MNIST
 from ..data import FashionMNIST, create_image_dataset, create_train_loader, paper_crop_transform
-from ..train import SUMMARY_CSV, check_fresh_output, cleanup_distributed, init_distributed, read_train_state, \
-    save_wae, train_autoencoder, wrap_ddp
+from ..train import STAGE1_RECIPES, SUMMARY_CSV, Stage1Recipe, check_fresh_output, cleanup_distributed, \
+    init_distributed, read_train_state, save_wae, train_autoencoder, wrap_ddp
 from . import UsageError
 
-__all__ = ['add_arguments', 'run']
+__all__ = ['add_arguments', 'recipe_from_args', 'run']
 
 _logger = logging.getLogger('train_wae')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``wae-timm train-wae`` (paper defaults)."""
+    """The flags of ``wae-timm train-wae`` (optimisation: the ``--recipe``'s values unless given)."""
     data = parser.add_argument_group('data')
     data.add_argument('data_dir', nargs='*', help='image folder(s): class sub-folders, or plain folders of images')
     data.add_argument('--photographs', action='store_true',
@@ -51,15 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="normalisation; must match the classifier's (default: ImageNet)")
     data.add_argument('--std', type=float, nargs=3, default=(0.229, 0.224, 0.225))
     data.add_argument('-j', '--workers', type=int, default=2)
-    opt = parser.add_argument_group('optimisation (paper defaults)')
-    opt.add_argument('--epochs', type=int, default=20)
-    opt.add_argument('-b', '--batch-size', type=int, default=4, help='per process')
-    opt.add_argument('--lr', type=float, default=1e-6)
-    opt.add_argument('--momentum', type=float, default=0.9)
-    opt.add_argument('--weight-decay', type=float, default=5e-4)
-    opt.add_argument('--decay-milestones', type=int, nargs='+', default=[10], help='epochs where lr is divided')
-    opt.add_argument('--decay-rate', type=float, default=0.1)
-    opt.add_argument('--energy-weight', type=float, default=1.0, help='lambda of L_t')
+    opt = parser.add_argument_group('optimisation (unset flags: the recipe\'s values)')
+    opt.add_argument('--recipe', default='paper', choices=sorted(STAGE1_RECIPES),
+                     help='named stage-1 recipe: optimizer, schedule, batch size, epochs (default: paper)')
+    opt.add_argument('--epochs', type=int, default=None)
+    opt.add_argument('-b', '--batch-size', type=int, default=None, help='per process')
+    opt.add_argument('--lr', type=float, default=None)
+    opt.add_argument('--momentum', type=float, default=None, help='SGD recipes only')
+    opt.add_argument('--weight-decay', type=float, default=None)
+    opt.add_argument('--decay-milestones', type=int, nargs='+', default=None,
+                     help='epochs where the lr is multiplied by --decay-rate (step schedule)')
+    opt.add_argument('--decay-rate', type=float, default=None)
+    opt.add_argument('--min-lr', type=float, default=None, help='where the cosine schedule ends')
+    opt.add_argument('--energy-weight', type=float, default=None, help='lambda of L_t')
     opt.add_argument('--seed', type=int, default=0)
     out = parser.add_argument_group('output')
     out.add_argument('--output', required=True, help='the trained WAE, a .safetensors file')
@@ -73,11 +80,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """Raise :class:`UsageError` for a run without data or an output that is not a .safetensors file."""
+    """Raise :class:`UsageError` for no data, an output that is not .safetensors, or flags the recipe cannot take."""
     if not args.data_dir and not args.photographs and args.dataset != FASHION_MNIST:
         raise UsageError('give at least one image folder, --photographs, or --dataset fashion_mnist')
     if not args.output.endswith('.safetensors'):
         raise UsageError(f'--output must be a .safetensors file, got {args.output}')
+    try:
+        recipe_from_args(args)
+    except ValueError as err:
+        raise UsageError(f'--recipe {args.recipe}: {err}') from err
+
+
+# optimisation flag -> the Stage1Recipe field it sets
+_RECIPE_FLAGS = {
+    'epochs': 'epochs', 'batch_size': 'batch_size', 'lr': 'lr', 'momentum': 'momentum',
+    'weight_decay': 'weight_decay', 'decay_milestones': 'decay_epochs', 'decay_rate': 'decay_rate',
+    'min_lr': 'min_lr', 'energy_weight': 'energy_weight',
+}
+
+
+def recipe_from_args(args: argparse.Namespace) -> Stage1Recipe:
+    """The ``--recipe`` recipe with the optimisation flags that were given put in."""
+    overrides = {field: getattr(args, flag) for flag, field in _RECIPE_FLAGS.items() if getattr(args, flag) is not None}
+    return dataclasses.replace(STAGE1_RECIPES[args.recipe], **overrides)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_dir = Path(args.checkpoint_dir or f'{output}.run')
     context = init_distributed(args.device)
     check_fresh_output(checkpoint_dir, args.resume, args.overwrite, final_output=output, clear=context.is_primary)
+    recipe = recipe_from_args(args)
     torch.manual_seed(args.seed)
     if args.dataset == FASHION_MNIST:
         # native resolution, the classifiers' own normalisation: no crops, no resizing
@@ -100,10 +126,11 @@ def run(args: argparse.Namespace) -> int:
         transform = paper_crop_transform(args.img_size, args.resize, not args.no_hflip, args.mean, args.std)
         dataset = create_image_dataset(roots, transform, dataset=args.dataset, split=args.split,
                                        repeats=args.epoch_repeats)
-    loader = create_train_loader(dataset, args.batch_size, seed=args.seed, workers=args.workers)
+    loader = create_train_loader(dataset, recipe.batch_size, seed=args.seed, workers=args.workers)
     if context.is_primary:
         _logger.info('%d images per epoch from %s; %d steps per epoch on %d process(es)',
                      len(dataset), roots, len(loader), context.world_size)
+        _logger.info('recipe %s: %s', args.recipe, recipe)
 
     wae = WaveletLikeAutoEncoder(in_chans=3).to(context.device)
     summary = checkpoint_dir / SUMMARY_CSV
@@ -115,14 +142,12 @@ def run(args: argparse.Namespace) -> int:
                            write_header=not summary.exists())
 
     train_autoencoder(
-        wrap_ddp(wae, context, training_forward=False), loader,
-        epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-        lr_decay_epochs=args.decay_milestones, lr_decay_rate=args.decay_rate, energy_weight=args.energy_weight,
+        wrap_ddp(wae, context, training_forward=False), loader, recipe,
         device=context.device, checkpoint_dir=checkpoint_dir, checkpoint_every=args.checkpoint_interval,
         resume=args.resume, max_updates=args.max_updates, progress=not args.no_progress,
         on_epoch_end=log_epoch)
     if context.is_primary:
-        if read_train_state(checkpoint_dir).epoch >= args.epochs:
+        if read_train_state(checkpoint_dir).epoch >= recipe.epochs:
             save_wae(wae, output, overwrite=True)
             _logger.info('saved the stage-1 WAE to %s', output)
         else:

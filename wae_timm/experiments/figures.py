@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 
-from ..layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
+from ..layers.autoencoder import WAE_PREFIX, WaveletLikeAutoEncoder, load_wae_weights, strip_wae_prefix
 
 __all__ = ['contrast_stretch', 'load_front_end', 'decomposition_panels', 'render_decomposition_figure',
            'COLUMNS', 'PANEL_INCHES', 'FIGURE_DPI']
@@ -53,13 +53,11 @@ def load_front_end(path: Union[str, Path]) -> WaveletLikeAutoEncoder:
     if path.suffix != '.safetensors' or not path.is_file():
         raise FileNotFoundError(f'expected an existing .safetensors checkpoint, got {path}')
     with safe_open(str(path), framework='pt') as f:
-        keys = list(f.keys())
-        prefix = 'wae.' if any(k.startswith('wae.') for k in keys) else ''
-        stem_key = f'{prefix}stem.0.weight'
-        if stem_key not in keys:
-            raise ValueError(f'{path} holds no WAE encoder (no {stem_key!r} key)')
-        in_chans = int(f.get_slice(stem_key).get_shape()[1])
-    has_decoder = any(k.startswith(f'{prefix}decode_') for k in keys)
+        wae_keys = strip_wae_prefix({k: k for k in f.keys()})  # the WAE's own key -> the file's key
+        if 'stem.0.weight' not in wae_keys:
+            raise ValueError(f"{path} holds no WAE encoder (no 'stem.0.weight' key, alone or under {WAE_PREFIX!r})")
+        in_chans = int(f.get_slice(wae_keys['stem.0.weight']).get_shape()[1])
+    has_decoder = any(k.startswith('decode_') for k in wae_keys)
     wae = WaveletLikeAutoEncoder(in_chans=in_chans, with_decoder=has_decoder)
     load_wae_weights(wae, path)
     return wae.eval()

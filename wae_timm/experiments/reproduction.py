@@ -258,12 +258,15 @@ def train_classifier(
 
 
 def train_stage1_wae(loader: DataLoader, config: ReproductionConfig, progress: bool = True):
-    """Stage 1: a fresh WAE trained alone with the transform loss (Adam, see :class:`ReproductionConfig`)."""
+    """Stage 1: a fresh WAE trained by the ``fashion_mnist`` stage-1 recipe with ``config``'s ``wae_*`` settings."""
+    from dataclasses import replace
     from ..layers.autoencoder import WaveletLikeAutoEncoder
+    from ..train.stage1 import STAGE1_RECIPES, train_autoencoder
+    recipe = replace(STAGE1_RECIPES['fashion_mnist'], lr=config.wae_lr, epochs=config.wae_epochs,
+                     batch_size=config.wae_batch_size)
     wae = WaveletLikeAutoEncoder(in_chans=INPUT_SIZE[0])
-    optimizer = torch.optim.Adam(wae.parameters(), lr=config.wae_lr)
     start = time.perf_counter()
-    history = fit(wae, loader, optimizer, epochs=config.wae_epochs, loss_fn=autoencoder_loss, progress=progress)
+    history = train_autoencoder(wae, loader, recipe, progress=progress)
     metrics = dict(history[-1]) if history else {}
     metrics['train_seconds'] = time.perf_counter() - start
     return wae, metrics

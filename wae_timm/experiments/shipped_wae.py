@@ -7,58 +7,48 @@ the exact command, data and settings. Any model starts from it with
 ``timm.create_model('wae_resnet50', wae_weights='<name>')`` or
 ``WAEWrapper(..., wae_weights='<name>')``.
 
-The paper's stage-1 recipe (SGD, lr 1e-6, batch 4, ~20 ImageNet epochs) is far
-too slow for a short CPU run; :func:`train_on_photographs` uses Adam, whose
-steps do not depend on the scale of the summed loss, with a cosine decay.
+:func:`train_on_photographs` runs the stage-1 trainer with the ``photos``
+recipe (:data:`wae_timm.train.stage1.STAGE1_RECIPES`): Adam with a cosine
+decay, since the paper's SGD recipe is far too slow for a short CPU run.
 """
 import json
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
 from ..data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops
+from ..train.stage1 import STAGE1_RECIPES, Stage1Recipe, save_wae, train_autoencoder
 
 __all__ = ['train_on_photographs', 'ship_weights', 'shipped_provenance']
 
 
 def train_on_photographs(
         photos: Sequence[Path],
-        epochs: int = 20,
+        recipe: Stage1Recipe = STAGE1_RECIPES['photos'],
         crops_per_epoch: int = 1024,
-        batch_size: int = 8,
         crop: int = 128,
-        lr: float = 1e-3,
-        min_lr: float = 1e-5,
-        energy_weight: float = 1.0,
         seed: int = 0,
         init: Optional[str] = None,
         progress: bool = True,
-) -> tuple:
-    """Stage 1 on random crops of ``photos``: Adam + cosine decay over ``epochs``; returns ``(wae, history)``.
+) -> Tuple[WaveletLikeAutoEncoder, List[Dict[str, float]]]:
+    """Stage 1 on ``crops_per_epoch`` random ``crop``-pixel crops of ``photos`` per epoch; returns ``(wae, history)``.
 
-    ``init`` continues from earlier weights (a shipped name or a ``.safetensors`` path)
-    instead of the Xavier initialisation.
+    ``recipe`` sets the optimizer, schedule, batch size and epochs (the ``photos``
+    recipe by default). ``init`` continues from earlier weights (a shipped name or a
+    ``.safetensors`` path) instead of the Xavier initialisation.
     """
-    from timm.scheduler import CosineLRScheduler
-    from ..train import autoencoder_loss, fit
     torch.manual_seed(seed)
     wae = WaveletLikeAutoEncoder()
     if init:
         load_wae_weights(wae, init)
-    loader = DataLoader(PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch), batch_size=batch_size,
+    loader = DataLoader(PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch), batch_size=recipe.batch_size,
                         shuffle=False, num_workers=0, drop_last=True)
-    optimizer = torch.optim.Adam(wae.parameters(), lr=lr)
-    scheduler = CosineLRScheduler(optimizer, t_initial=epochs, lr_min=min_lr)
-
-    def loss_fn(model, x, y):
-        return autoencoder_loss(model, x, y, energy_weight=energy_weight)
-
-    history = fit(wae, loader, optimizer, epochs=epochs, loss_fn=loss_fn, lr_scheduler=scheduler, progress=progress)
+    history = train_autoencoder(wae, loader, recipe, progress=progress)
     return wae.eval(), history
 
 
@@ -78,7 +68,6 @@ def ship_weights(
         overwrite: bool = False,
 ) -> Path:
     """Write ``weights_dir/<name>.safetensors`` (via the trainer's ``save_wae``) and ``<name>.json``."""
-    from ..train import save_wae
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = save_wae(wae, weights_dir / f'{name}.safetensors', overwrite=overwrite)
     record = dict(provenance, name=name, held_out_photographs=list(HELD_OUT_PHOTOGRAPHS), git_commit=_git_commit(),

@@ -25,7 +25,7 @@ no normalisation inside the WAE (the authors confirmed it); the BatchNorms on
 """
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, TypeVar, Union
 
 import torch
 import torch.nn as nn
@@ -33,11 +33,13 @@ import torch.nn.functional as F
 
 __all__ = [
     'WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss', 'load_wae_weights', 'optional_part_keys',
-    'SHIPPED_WEIGHTS_DIR',
+    'strip_wae_prefix', 'SHIPPED_WEIGHTS_DIR', 'WAE_PREFIX',
 ]
 
 # stage-1 WAE weights that ship inside the package, loadable by name
 SHIPPED_WEIGHTS_DIR = Path(__file__).parent.parent / 'weights'
+# where a whole model (WAEWrapper) keeps its WAE's state-dict keys
+WAE_PREFIX = 'wae.'
 
 
 class Decomposition(NamedTuple):
@@ -242,6 +244,20 @@ def _resolve_weights(source: Union[str, Path]) -> Path:
     return path
 
 
+_Value = TypeVar('_Value')
+
+
+def strip_wae_prefix(state: Mapping[str, _Value]) -> Dict[str, _Value]:
+    """The WAE's own entries of a checkpoint's ``state`` (or of any mapping keyed like one).
+
+    A whole model's state (some keys under ``wae.``) gives its ``wae.*`` entries with
+    the prefix removed; a WAE's own state (no key under ``wae.``) is returned as it is.
+    """
+    if not any(k.startswith(WAE_PREFIX) for k in state):
+        return dict(state)
+    return {k[len(WAE_PREFIX):]: v for k, v in state.items() if k.startswith(WAE_PREFIX)}
+
+
 def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> None:
     """Load stage-1 weights into ``wae`` from a ``.safetensors`` file or a shipped name.
 
@@ -256,8 +272,7 @@ def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> N
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ValueError(f'cannot read WAE weights {path}: {err}') from err
-    if any(k.startswith('wae.') for k in state):
-        state = {k[len('wae.'):]: v for k, v in state.items() if k.startswith('wae.')}
+    state = strip_wae_prefix(state)
     surplus, kept = optional_part_keys(wae, state)
     state = {k: v for k, v in state.items() if k not in surplus}
     expected = {k: v for k, v in wae.state_dict().items() if k not in kept}

@@ -1,17 +1,23 @@
 """Stage 1 of the paper: the WAE alone, trained with the transform loss.
 
-Paper recipe (the defaults here and in ``wae-timm train-wae``): Xavier
-initialisation (done by :class:`WaveletLikeAutoEncoder`), SGD with momentum
-0.9, weight decay 5e-4, mini-batches of 4 random 224x224 crops (and their
-horizontal flips) of images resized to 256x256, learning rate 1e-6 divided by
-10 after 10 epochs (the authors trained about 20 epochs on ImageNet).
+One trainer, :func:`train_autoencoder`, follows a :class:`Stage1Recipe` (optimizer,
+learning-rate schedule, batch size, epochs). The named recipes are in
+:data:`STAGE1_RECIPES`:
 
-The learning rate is tiny on purpose: ``L_t`` sums squared errors over every
-pixel of each image (``3 x 224 x 224`` terms) instead of averaging them, so its
-gradients are about 1e5 times those of a per-pixel mean.
+- ``paper``: the paper's stage 1 (the default of ``wae-timm train-wae``);
+- ``photos``: the shipped ``photos`` weights (``tools/train_wae_photos.py``);
+- ``fashion_mnist``: stage 1 of the Fashion-MNIST reproduction.
+
+Every recipe starts from the Xavier initialisation of :class:`WaveletLikeAutoEncoder`.
+The paper's learning rate is tiny on purpose: ``L_t`` sums squared errors over
+every pixel of each image (``3 x 224 x 224`` terms) instead of averaging them,
+so its gradients are about 1e5 times those of a per-pixel mean. The same
+schedule moves the WAE far too little within a short CPU run, so the other two
+recipes use Adam, whose steps do not depend on the scale of the loss.
 """
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -22,38 +28,111 @@ from .checkpoint import Checkpointer, atomic_write
 from .engine import fit
 from .losses import autoencoder_loss, unwrap
 
-__all__ = ['train_autoencoder', 'save_wae', 'create_autoencoder_optimizer']
+__all__ = [
+    'Stage1Recipe', 'STAGE1_RECIPES', 'resolve_stage1_recipe', 'create_autoencoder_optimizer', 'train_autoencoder',
+    'save_wae',
+]
+
+_OPTIMIZERS = ('sgd', 'adam')
+_SCHEDULES = ('step', 'cosine', 'constant')
 
 
-def create_autoencoder_optimizer(
-        wae: nn.Module,
-        lr: float = 1e-6,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        lr_decay_epochs: Sequence[int] = (10,),
-        lr_decay_rate: float = 0.1,
-):
-    """The paper's stage-1 SGD and its step schedule (timm's multistep scheduler).
+@dataclass(frozen=True)
+class Stage1Recipe:
+    """How stage 1 trains: optimizer, learning-rate schedule, batch size and length.
 
-    Weight decay applies to every parameter, biases included, as in Caffe.
+    Args:
+        optimizer: ``'sgd'`` (with ``momentum``) or ``'adam'``.
+        lr: the starting learning rate.
+        epochs: passes over the training data.
+        batch_size: images per optimizer step and process; callers build their loader with it.
+        momentum: SGD momentum (Adam takes none).
+        weight_decay: L2 penalty on every parameter, biases included (as in Caffe).
+        schedule: per-epoch learning rate: ``'step'`` (multiplied by ``decay_rate`` at each
+            of ``decay_epochs``), ``'cosine'`` (down to ``min_lr`` over ``epochs``) or ``'constant'``.
+        decay_epochs, decay_rate: the step schedule.
+        min_lr: the end of the cosine schedule.
+        energy_weight: lambda of ``L_t``.
+        source: where the numbers come from.
     """
-    from timm.scheduler import MultiStepLRScheduler
-    optimizer = torch.optim.SGD(wae.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    scheduler = MultiStepLRScheduler(optimizer, decay_t=list(lr_decay_epochs), decay_rate=lr_decay_rate)
+    optimizer: str
+    lr: float
+    epochs: int
+    batch_size: int
+    momentum: float = 0.
+    weight_decay: float = 0.
+    schedule: str = 'constant'
+    decay_epochs: Tuple[int, ...] = ()
+    decay_rate: float = 0.1
+    min_lr: float = 0.
+    energy_weight: float = 1.0
+    source: str = ''
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f'optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}')
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f'schedule must be one of {_SCHEDULES}, got {self.schedule!r}')
+        if self.momentum and self.optimizer != 'sgd':
+            raise ValueError(f'momentum applies to SGD only, got momentum {self.momentum} with {self.optimizer!r}')
+        if self.lr <= 0 or self.epochs < 0 or self.batch_size < 1:
+            raise ValueError(f'a recipe needs lr > 0, epochs >= 0 and batch_size >= 1, got lr {self.lr}, '
+                             f'epochs {self.epochs}, batch_size {self.batch_size}')
+        object.__setattr__(self, 'decay_epochs', tuple(self.decay_epochs))
+
+
+STAGE1_RECIPES: Dict[str, Stage1Recipe] = {
+    'paper': Stage1Recipe(
+        optimizer='sgd', lr=1e-6, epochs=20, batch_size=4, momentum=0.9, weight_decay=5e-4,
+        schedule='step', decay_epochs=(10,), decay_rate=0.1,
+        source='Chen et al. 2018, stage 1: Xavier init, SGD momentum 0.9, weight decay 5e-4, batch 4, '
+               'lr 1e-6 divided by 10 after 10 epochs (the authors trained about 20 ImageNet epochs)'),
+    'photos': Stage1Recipe(
+        optimizer='adam', lr=1e-3, epochs=20, batch_size=8, schedule='cosine', min_lr=1e-5,
+        source='tools/train_wae_photos.py, which made the shipped photos weights (wae_timm/weights/photos.json '
+               'records their run: 200 epochs): Adam with a per-epoch cosine decay, for a short CPU run'),
+    'fashion_mnist': Stage1Recipe(
+        optimizer='adam', lr=1e-3, epochs=1, batch_size=32,
+        source='the Fashion-MNIST reproduction (ReproductionConfig wae_lr, wae_epochs, wae_batch_size): Adam at a '
+               'constant lr, a budget of a few hundred steps'),
+}
+
+
+def resolve_stage1_recipe(recipe: Union[str, Stage1Recipe]) -> Stage1Recipe:
+    """``recipe`` itself, or the named recipe of :data:`STAGE1_RECIPES`."""
+    if isinstance(recipe, Stage1Recipe):
+        return recipe
+    if recipe not in STAGE1_RECIPES:
+        raise KeyError(f'no stage-1 recipe called {recipe!r}; known: {sorted(STAGE1_RECIPES)}')
+    return STAGE1_RECIPES[recipe]
+
+
+def create_autoencoder_optimizer(wae: nn.Module, recipe: Union[str, Stage1Recipe] = 'paper'):
+    """The optimizer of ``recipe`` over all of ``wae``'s parameters, and its timm scheduler.
+
+    Returns ``(optimizer, scheduler)``; the scheduler is None for a constant learning rate.
+    """
+    from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
+    recipe = resolve_stage1_recipe(recipe)
+    if recipe.optimizer == 'sgd':
+        optimizer = torch.optim.SGD(
+            wae.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(wae.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.schedule == 'step':
+        scheduler = MultiStepLRScheduler(optimizer, decay_t=list(recipe.decay_epochs), decay_rate=recipe.decay_rate)
+    elif recipe.schedule == 'cosine':
+        scheduler = CosineLRScheduler(optimizer, t_initial=recipe.epochs, lr_min=recipe.min_lr)
+    else:
+        scheduler = None
     return optimizer, scheduler
 
 
 def train_autoencoder(
         wae: nn.Module,
         loader: DataLoader,
+        recipe: Union[str, Stage1Recipe] = 'paper',
         *,
-        epochs: int = 20,
-        lr: float = 1e-6,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        lr_decay_epochs: Sequence[int] = (10,),
-        lr_decay_rate: float = 0.1,
-        energy_weight: float = 1.0,
         device='cpu',
         checkpoint_dir: Optional[Union[str, Path]] = None,
         checkpoint_every: int = 0,
@@ -66,10 +145,9 @@ def train_autoencoder(
 
     Args:
         loader: yields ``(x [B, C, H, W], anything)``, images normalised as the
-            classifier will see them (the model's mean/std).
-        epochs, lr, momentum, weight_decay, lr_decay_epochs, lr_decay_rate: the
-            paper's SGD recipe (defaults); the lr is tiny on purpose (see the module doc).
-        energy_weight: lambda of ``L_t``.
+            classifier will see them (the model's mean/std), in batches of ``recipe.batch_size``.
+        recipe: a :class:`Stage1Recipe` or the name of one in :data:`STAGE1_RECIPES`
+            (``dataclasses.replace`` changes single settings).
         checkpoint_dir: keep a resumable checkpoint here (saved every
             ``checkpoint_every`` steps and after each epoch); ``resume`` continues from it.
         max_updates: stop after this many optimizer steps in total (checkpointing first).
@@ -78,23 +156,21 @@ def train_autoencoder(
     Returns:
         Per-epoch mean metrics (``loss``, ``energy``, ``lr``, ...).
     """
+    recipe = resolve_stage1_recipe(recipe)
     inner = unwrap(wae)
     if not isinstance(inner, WaveletLikeAutoEncoder) or not inner.has_decoder:
         raise TypeError('stage 1 trains a WaveletLikeAutoEncoder with its decoder (with_decoder=True), '
                         f'got {type(inner).__name__}')
-    optimizer, scheduler = create_autoencoder_optimizer(
-        inner, lr, momentum, weight_decay, lr_decay_epochs, lr_decay_rate)
+    optimizer, scheduler = create_autoencoder_optimizer(inner, recipe)
     checkpointer = None
     if checkpoint_dir is not None:
-        config = dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                      lr_decay_epochs=list(lr_decay_epochs), lr_decay_rate=lr_decay_rate,
-                      energy_weight=energy_weight)
+        config = dict(asdict(recipe), decay_epochs=list(recipe.decay_epochs))
         checkpointer = Checkpointer(checkpoint_dir, inner, optimizer, scheduler, checkpoint_every, config)
 
     def loss_fn(model, x, y):
-        return autoencoder_loss(model, x, y, energy_weight=energy_weight)
+        return autoencoder_loss(model, x, y, energy_weight=recipe.energy_weight)
 
-    return fit(wae, loader, optimizer, epochs=epochs, loss_fn=loss_fn, lr_scheduler=scheduler,
+    return fit(wae, loader, optimizer, epochs=recipe.epochs, loss_fn=loss_fn, lr_scheduler=scheduler,
                checkpointer=checkpointer, resume=resume, device=device, max_updates=max_updates,
                progress=progress, on_epoch_end=on_epoch_end)
 
