@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader
 from ..layers.autoencoder import WaveletLikeAutoEncoder
 from .checkpoint import Checkpointer, atomic_write
 from .engine import fit
-from .losses import autoencoder_loss, unwrap
+from .distributed import unwrap
+from .losses import autoencoder_loss
 
 __all__ = [
     'Stage1Recipe', 'STAGE1_RECIPES', 'resolve_stage1_recipe', 'create_autoencoder_optimizer', 'train_autoencoder',
