@@ -2,8 +2,9 @@
 
 A random-init wae_resnet18 (32x32, the fmnist tag's input) stands in for a
 trained checkpoint: it is saved as timm's train.py saves, published with the
-project's code into a temporary Hugging Face cache, and loaded back with
-HF_HUB_OFFLINE through create_model, 'hf-hub:' and torch.hub.
+project's code into a folder and a temporary Hugging Face cache, and loaded back
+from the folder with 'local-dir:', and with HF_HUB_OFFLINE through
+create_model, 'hf-hub:' and torch.hub.
 """
 import argparse
 import json
@@ -106,6 +107,17 @@ def test_offline_round_trip_is_bit_identical(offline_cache):
     assert torch.equal(_outputs(from_hub_name, X), expected)
     from_torch_hub = torch.hub.load(str(REPO), 'wae_resnet18', source='local', pretrained=True, pretrained_cfg='fmnist')
     assert torch.equal(_outputs(from_torch_hub, X), expected)
+
+
+def test_published_folder_loads_with_timms_local_dir_source(published):
+    """A folder loads as it is through 'local-dir:', without a Hugging Face cache."""
+    expected = _outputs(published['reference'], X)
+    model = timm.create_model(f"local-dir:{published['folder']}", pretrained=True)
+    assert model.pretrained_cfg['tag'] == 'fmnist' and not model.wae.has_decoder
+    assert torch.equal(_outputs(model, X), expected)
+    new_head = timm.create_model(f"local-dir:{published['folder']}", pretrained=True, num_classes=5)
+    assert new_head.head_low.fc.out_features == 5 and new_head.head_fusion.fc.out_features == 5
+    assert torch.equal(new_head.state_dict()['wae.to_high.weight'], model.state_dict()['wae.to_high.weight'])
 
 
 def test_num_classes_and_in_chans_adaptation(offline_cache):
