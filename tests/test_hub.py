@@ -17,7 +17,7 @@ from unittest import mock
 import pytest
 import timm
 import torch
-from huggingface_hub import constants as hf_constants
+from huggingface_hub import ModelCard, constants as hf_constants
 from safetensors.torch import load_file, save_file
 
 import wae_timm
@@ -95,7 +95,8 @@ def test_published_folder_is_timm_format_without_training_state(published):
     weights = load_file(folder / 'model.safetensors')
     assert not any(k.startswith('wae.decode_') for k in weights)
     torch.testing.assert_close(weights['head_low.fc.weight'], published['reference'].state_dict()['head_low.fc.weight'])
-    assert (folder / 'README.md').read_text().startswith('---\ntags:')
+    card = (folder / 'README.md').read_text()
+    assert card.startswith('---\n') and '\ntags:\n- image-classification\n' in card.split('---\n')[1]
 
 
 def test_offline_round_trip_is_bit_identical(offline_cache):
@@ -265,6 +266,7 @@ def test_card_numbers_come_from_results_files(tmp_path):
     tag = find_tag(TAG)
     card = render_model_card(tag, tmp_path)
     assert 'Accuracy: not measured yet' in card and 'Speed-up: not measured yet' in card
+    assert ModelCard(card).data.eval_results is None  # no model-index without a measurement
     (tmp_path / 'fashion_mnist_results.csv').write_text(
         'key,label,top1,top5,loss\nwae_stage3,"WAE, ours",91.37,99.81,0.123456789\n'
         'backbone,backbone @32,92.05,99.9,0.2\nwavelet,x,1,2,0.3\n')
@@ -274,6 +276,10 @@ def test_card_numbers_come_from_results_files(tmp_path):
     assert '| WAE, ours | 91.37 | 99.81 |' in card and '| backbone @32 | 92.05 | 99.9 |' in card
     assert '0.123456789' not in card
     assert '| x |' not in card  # only the rows the tag names
+    # the checkpoint's own row (the tag's first results row) is the model-index
+    results = ModelCard(card).data.eval_results
+    metrics = {(r.metric_type, r.metric_value, r.dataset_type, r.dataset_split) for r in results}
+    assert metrics == {('accuracy', 91.37, tag.dataset, 'test'), ('top_5_accuracy', 99.81, tag.dataset, 'test')}
     # no latency column in the accuracy file: the speed section comes from the benchmark file
     assert 'From `results/benchmark_cpu.csv`' in card and '| wae_resnet18 | resnet18 | 224 | 12.5 |' in card
     (tmp_path / 'fashion_mnist_results.csv').write_text(
