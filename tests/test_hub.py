@@ -2,8 +2,9 @@
 
 A random-init wae_resnet18 (32x32, the fmnist tag's input) stands in for a
 trained checkpoint: it is saved as timm's train.py saves, published with the
-project's code into a temporary Hugging Face cache, and loaded back with
-HF_HUB_OFFLINE through create_model, 'hf-hub:' and torch.hub.
+project's code into a folder and a temporary Hugging Face cache, and loaded back
+from the folder with 'local-dir:', and with HF_HUB_OFFLINE through
+create_model, 'hf-hub:' and torch.hub.
 """
 import argparse
 import json
@@ -16,7 +17,7 @@ from unittest import mock
 import pytest
 import timm
 import torch
-from huggingface_hub import constants as hf_constants
+from huggingface_hub import ModelCard, constants as hf_constants
 from safetensors.torch import load_file, save_file
 
 import wae_timm
@@ -94,7 +95,8 @@ def test_published_folder_is_timm_format_without_training_state(published):
     weights = load_file(folder / 'model.safetensors')
     assert not any(k.startswith('wae.decode_') for k in weights)
     torch.testing.assert_close(weights['head_low.fc.weight'], published['reference'].state_dict()['head_low.fc.weight'])
-    assert (folder / 'README.md').read_text().startswith('---\ntags:')
+    card = (folder / 'README.md').read_text()
+    assert card.startswith('---\n') and '\ntags:\n- image-classification\n' in card.split('---\n')[1]
 
 
 def test_offline_round_trip_is_bit_identical(offline_cache):
@@ -106,6 +108,17 @@ def test_offline_round_trip_is_bit_identical(offline_cache):
     assert torch.equal(_outputs(from_hub_name, X), expected)
     from_torch_hub = torch.hub.load(str(REPO), 'wae_resnet18', source='local', pretrained=True, pretrained_cfg='fmnist')
     assert torch.equal(_outputs(from_torch_hub, X), expected)
+
+
+def test_published_folder_loads_with_timms_local_dir_source(published):
+    """A folder loads as it is through 'local-dir:', without a Hugging Face cache."""
+    expected = _outputs(published['reference'], X)
+    model = timm.create_model(f"local-dir:{published['folder']}", pretrained=True)
+    assert model.pretrained_cfg['tag'] == 'fmnist' and not model.wae.has_decoder
+    assert torch.equal(_outputs(model, X), expected)
+    new_head = timm.create_model(f"local-dir:{published['folder']}", pretrained=True, num_classes=5)
+    assert new_head.head_low.fc.out_features == 5 and new_head.head_fusion.fc.out_features == 5
+    assert torch.equal(new_head.state_dict()['wae.to_high.weight'], model.state_dict()['wae.to_high.weight'])
 
 
 def test_num_classes_and_in_chans_adaptation(offline_cache):
@@ -253,6 +266,7 @@ def test_card_numbers_come_from_results_files(tmp_path):
     tag = find_tag(TAG)
     card = render_model_card(tag, tmp_path)
     assert 'Accuracy: not measured yet' in card and 'Speed-up: not measured yet' in card
+    assert ModelCard(card).data.eval_results is None  # no model-index without a measurement
     (tmp_path / 'fashion_mnist_results.csv').write_text(
         'key,label,top1,top5,loss\nwae_stage3,"WAE, ours",91.37,99.81,0.123456789\n'
         'backbone,backbone @32,92.05,99.9,0.2\nwavelet,x,1,2,0.3\n')
@@ -262,6 +276,10 @@ def test_card_numbers_come_from_results_files(tmp_path):
     assert '| WAE, ours | 91.37 | 99.81 |' in card and '| backbone @32 | 92.05 | 99.9 |' in card
     assert '0.123456789' not in card
     assert '| x |' not in card  # only the rows the tag names
+    # the checkpoint's own row (the tag's first results row) is the model-index
+    results = ModelCard(card).data.eval_results
+    metrics = {(r.metric_type, r.metric_value, r.dataset_type, r.dataset_split) for r in results}
+    assert metrics == {('accuracy', 91.37, tag.dataset, 'test'), ('top_5_accuracy', 99.81, tag.dataset, 'test')}
     # no latency column in the accuracy file: the speed section comes from the benchmark file
     assert 'From `results/benchmark_cpu.csv`' in card and '| wae_resnet18 | resnet18 | 224 | 12.5 |' in card
     (tmp_path / 'fashion_mnist_results.csv').write_text(

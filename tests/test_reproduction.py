@@ -1,10 +1,11 @@
 """The Fashion-MNIST reproduction: noise of the requested variance, and the whole pipeline on a tiny subset."""
 import csv
+import gzip
 
 import pytest
 import torch
 
-from wae_timm.data import FASHION_MNIST_DIR
+from wae_timm.data import FASHION_MNIST_DIR, load_fashion_mnist
 from wae_timm.experiments.reproduction import (
     NOISE_VARIANCES, ROWS, RESULT_FILES, NoisyTestSet, ReproductionConfig, add_gaussian_noise, run_reproduction)
 
@@ -32,6 +33,23 @@ def test_noise_clip_and_zero_variance():
     assert unclipped.min() < 0 and unclipped.max() > 1
     with pytest.raises(ValueError, match='variance'):
         add_gaussian_noise(images, -0.1)
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_tensors_are_the_idx_files_bytes(tmp_path):
+    """torchvision reads the decompressed Debian files: pixels and labels are the bytes after each IDX header."""
+    images, labels = load_fashion_mnist('test', cache_dir=tmp_path)
+    assert images.dtype == torch.uint8 and images.shape == (10000, 28, 28)
+    assert labels.dtype == torch.int64 and labels.shape == (10000,)
+    with gzip.open(FASHION_MNIST_DIR / 't10k-images-idx3-ubyte.gz') as f:
+        assert images.numpy().tobytes() == f.read()[16:]  # magic + 3 dimensions
+    with gzip.open(FASHION_MNIST_DIR / 't10k-labels-idx1-ubyte.gz') as f:
+        assert labels.to(torch.uint8).numpy().tobytes() == f.read()[8:]  # magic + 1 dimension
+    raw = tmp_path / 'FashionMNIST' / 'raw'
+    assert sorted(p.name for p in raw.iterdir()) == sorted(  # all four decompressed, no scratch left behind
+        f'{s}-{k}' for s in ('train', 't10k') for k in ('images-idx3-ubyte', 'labels-idx1-ubyte'))
+    again, _ = load_fashion_mnist('test', cache_dir=tmp_path)  # from the decompressed files
+    assert torch.equal(again, images)
 
 
 @needs_fashion_mnist

@@ -1,11 +1,15 @@
 """The high-frequency branch: the backbone's own architecture at a quarter of its widths."""
+import inspect
+import sys
+
 import pytest
 import timm
 import torch
 import torch.nn as nn
+from timm.models import build_model_with_cfg, model_entrypoint
 
 from wae_timm import UnsupportedBackboneError, create_width_scaled, family_of
-from wae_timm.layers.width_scaling import SUPPORTED_FAMILIES
+from wae_timm.layers.width_scaling import SUPPORTED_FAMILIES, capture_build_args
 
 # one small member of each supported family (and a deep-stem / grouped ResNet)
 EXACT_FAMILIES = ['resnet18', 'resnet50', 'resnet26d', 'resnext50_32x4d',
@@ -87,3 +91,44 @@ def test_unknown_model_name():
 def test_bad_divisor():
     with pytest.raises(ValueError, match='width_divisor'):
         create_width_scaled('resnet18', 0)
+
+
+# one entrypoint per supported family, for the contract capture_build_args relies on
+FAMILY_MEMBERS = {'resnet': 'resnet18', 'vgg': 'vgg11', 'convnext': 'convnext_atto', 'efficientnet': 'efficientnet_b0',
+                  'mobilenetv3': 'mobilenetv3_small_100', 'regnet': 'regnetx_002'}
+
+
+def _timm_changed(what: str) -> str:
+    return (f'timm {timm.__version__} changed what wae_timm.layers.width_scaling.capture_build_args relies on: {what}. '
+            'Width scaling (the WAE high-frequency branch) needs updating for this timm version.')
+
+
+def test_every_supported_family_has_a_contract_member():
+    assert sorted(FAMILY_MEMBERS) == sorted(f.name for f in SUPPORTED_FAMILIES)
+
+
+def test_build_model_with_cfg_signature():
+    first = list(inspect.signature(build_model_with_cfg).parameters)[:3]
+    assert first == ['model_cls', 'variant', 'pretrained'], _timm_changed(
+        f'build_model_with_cfg takes {first} first, not (model_cls, variant, pretrained)')
+
+
+@pytest.mark.parametrize('family,name', FAMILY_MEMBERS.items())
+def test_entrypoint_builds_through_build_model_with_cfg_of_its_module(family, name):
+    """The entrypoint calls ``build_model_with_cfg`` from its own module's namespace with the class and
+    the constructor kwargs, and those rebuild exactly the model ``timm.create_model`` makes."""
+    module = sys.modules[model_entrypoint(name).__module__]
+    assert getattr(module, 'build_model_with_cfg', None) is build_model_with_cfg, _timm_changed(
+        f'{module.__name__} (entrypoint of {name!r}) no longer has timm.models.build_model_with_cfg in its namespace')
+    try:
+        args = capture_build_args(name, num_classes=7)
+    except UnsupportedBackboneError as err:
+        pytest.fail(_timm_changed(f'capturing the build arguments of {name!r} failed: {err}'))
+    assert args.variant == name and isinstance(args.model_cls, type), _timm_changed(
+        f'{name!r} passed variant={args.variant!r}, model_cls={args.model_cls!r} to build_model_with_cfg')
+    assert family_of(name) == family, _timm_changed(f'{name!r} is built as a {args.model_cls.__name__}')
+    rebuilt = build_model_with_cfg(args.model_cls, args.variant, False, **args.kwargs)
+    expected = timm.create_model(name, num_classes=7)
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    assert type(rebuilt) is type(expected) and shapes(rebuilt) == shapes(expected), _timm_changed(
+        f'the captured arguments of {name!r} no longer rebuild the model timm.create_model makes')

@@ -4,63 +4,79 @@ Images are the real 28x28 grayscale ones (Debian's ``dataset-fashion-mnist``),
 zero-padded to 32x32 (every model needs at least 32 px; the background is 0, so
 padding adds more background and no resampling happens), repeated to 3
 channels and normalised with the training split's mean and std.
+
+The IDX files are read by ``torchvision.datasets.FashionMNIST``. Its reader
+opens uncompressed files under ``<root>/FashionMNIST/raw/`` only, while Debian
+ships them gzipped, so they are decompressed (with torchvision's
+``extract_archive``) once into :data:`FASHION_MNIST_CACHE`.
 """
-import gzip
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
-import numpy as np
-
 import torch
 import torch.nn.functional as F
+import torchvision.datasets
 from torch.utils.data import Dataset
+from torchvision.datasets.utils import extract_archive
 
 
-__all__ = ['FASHION_MNIST_DIR', 'read_idx', 'load_fashion_mnist', 'FashionMNIST', 'fashion_mnist_stats', 'FASHION_MNIST_CLASSES']
+__all__ = [
+    'FASHION_MNIST_DIR', 'FASHION_MNIST_CACHE', 'load_fashion_mnist', 'FashionMNIST', 'fashion_mnist_stats',
+    'FASHION_MNIST_CLASSES',
+]
 
-FASHION_MNIST_DIR = Path('/usr/share/datasets/fashion-mnist')  # Debian's dataset-fashion-mnist
+FASHION_MNIST_DIR = Path('/usr/share/datasets/fashion-mnist')  # Debian's dataset-fashion-mnist (gzipped IDX files)
+# torchvision root the decompressed files go to: <cache>/FashionMNIST/raw/*-ubyte
+FASHION_MNIST_CACHE = Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'wae_timm'
 
-
-def read_idx(path: Union[str, Path]) -> np.ndarray:
-    """One (optionally gzipped) IDX file of unsigned bytes, as LeCun's MNIST format defines it."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == '.gz' else open
-    with opener(path, 'rb') as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f'{path} is not an IDX file of unsigned bytes (bad magic number {data[:4].hex()})')
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], 'big') for i in range(ndim))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise ValueError(f'{path} is truncated: header says {shape} = {int(np.prod(shape))} values, found {body.size}')
-    return body.reshape(shape)
+FASHION_MNIST_CLASSES: Tuple[str, ...] = tuple(torchvision.datasets.FashionMNIST.classes)
 
 
-def load_fashion_mnist(split: str = 'train', root: Union[str, Path] = FASHION_MNIST_DIR) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(images uint8 [N, 28, 28], labels int64 [N])`` of the real 60k/10k Fashion-MNIST split."""
-    prefix = {'train': 'train', 'test': 't10k'}.get(split)
-    if prefix is None:
+def _decompress_into(raw_dir: Path, gz_files: Sequence[Path]) -> None:
+    """Decompress ``gz_files`` into ``raw_dir``; each file appears whole or not at all (safe across processes)."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=raw_dir, prefix='.extract-') as scratch:
+        for gz_file in gz_files:
+            extracted = Path(extract_archive(str(gz_file), scratch))
+            os.replace(extracted, raw_dir / extracted.name)
+
+
+def load_fashion_mnist(
+        split: str = 'train',
+        root: Union[str, Path] = FASHION_MNIST_DIR,
+        cache_dir: Union[str, Path] = FASHION_MNIST_CACHE,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(images uint8 [N, 28, 28], labels int64 [N])`` of the real 60k/10k Fashion-MNIST split.
+
+    ``root`` holds the four gzipped IDX files (``train-images-idx3-ubyte.gz``,
+    ...). The first call decompresses them into ``cache_dir/FashionMNIST/raw/``,
+    from where ``torchvision.datasets.FashionMNIST`` reads them; later calls
+    read the decompressed files, so each ``root`` needs its own ``cache_dir``.
+    """
+    if split not in ('train', 'test'):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(root)
-    images_path = root / f'{prefix}-images-idx3-ubyte.gz'
-    if not images_path.is_file():
-        raise FileNotFoundError(f'{images_path} not found: run tools/setup.sh (it installs dataset-fashion-mnist)')
-    images = torch.from_numpy(read_idx(images_path).copy())
-    labels = torch.from_numpy(read_idx(root / f'{prefix}-labels-idx1-ubyte.gz').astype(np.int64))
+    gz_files = [root / name for name, _ in torchvision.datasets.FashionMNIST.resources]
+    absent = [f for f in gz_files if not f.is_file()]
+    if absent:
+        raise FileNotFoundError(f'{absent[0]} not found: run tools/setup.sh (it installs dataset-fashion-mnist)')
+    raw_dir = Path(cache_dir) / torchvision.datasets.FashionMNIST.__name__ / 'raw'  # torchvision's raw_folder
+    to_extract = [f for f in gz_files if not (raw_dir / f.stem).is_file()]
+    if to_extract:
+        _decompress_into(raw_dir, to_extract)
+    dataset = torchvision.datasets.FashionMNIST(str(cache_dir), train=split == 'train', download=False)
+    images, labels = dataset.data, dataset.targets
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f'{root}: {images.shape[0]} images but {labels.shape[0]} labels in the {split} split')
     return images, labels
 
 
-FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-                         'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
-
-
 @lru_cache(maxsize=2)
 def _load_split(split: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    # decompressing the idx files takes seconds: once per process is enough (the tensors are never modified)
+    # reading the IDX files takes a while: once per process is enough (the tensors are never modified)
     return load_fashion_mnist(split)
 
 

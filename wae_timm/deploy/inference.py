@@ -19,19 +19,17 @@ comparison can optimise the plain backbone and the WAE model the same way:
 :data:`wae_timm.experiments.speed.STEPS` lists the combinations the speed benchmark's
 ablation measures.
 """
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Optional
 
 import torch
-import torch.fx
 import torch.nn as nn
-from timm.layers import BatchNormAct2d
-from timm.layers._fx import get_notrace_functions, is_notrace_module
 
 from ..layers.bn_folding import fold_batchnorms
 
 __all__ = ['fold_batchnorms', 'prepare_for_inference', 'BACKENDS']
 
 BACKENDS = ('eager', 'jit', 'compile')
+
 
 def _freeze_with_jit(model: nn.Module) -> torch.jit.ScriptModule:
     scripted = torch.jit.script(model)

@@ -3,9 +3,14 @@
 A model's conv -> BN pairs are found by tracing its calls with torch.fx (timm's
 leaf modules and functions stay leaves); each BN is folded into its
 convolution's weight and bias and replaced by an identity (or by its
-activation, for timm's ``BatchNormAct2d``).
+activation, for timm's ``BatchNormAct2d``). The model is changed in place and
+keeps its class, attributes and methods.
+
+``torch.fx.experimental.optimization.fuse`` is not used: it matches the exact
+type ``nn.BatchNorm2d`` (timm's ``BatchNormAct2d`` is traced through and stays
+unfolded) and returns a new ``GraphModule`` in place of the model.
 """
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.fx

@@ -70,6 +70,11 @@ def capture_build_args(model_name: str, **kwargs: Any) -> BuildArgs:
     The entrypoint runs with ``pretrained=False`` and its module's
     ``build_model_with_cfg`` replaced by a recorder that stops it before any
     layer is allocated, so this costs microseconds.
+
+    This is the one place that depends on how timm's entrypoints are written:
+    each calls ``build_model_with_cfg(model_cls, variant, pretrained, **kwargs)``
+    as a name of its own module. ``tests/test_width_scaling.py`` checks that
+    contract for every supported family and names the timm version if it breaks.
     """
     if not is_model(model_name):
         raise UnsupportedBackboneError(f'unknown timm model {model_name!r}: see timm.list_models()')
@@ -86,7 +91,8 @@ def capture_build_args(model_name: str, **kwargs: Any) -> BuildArgs:
             entrypoint(pretrained=False, **kwargs)
     except _Captured as captured:
         return captured.build_args
-    raise UnsupportedBackboneError(_unsupported_message(model_name, 'its entrypoint did not call build_model_with_cfg'))
+    raise UnsupportedBackboneError(_unsupported_message(
+        model_name, f'its entrypoint did not call build_model_with_cfg (timm {timm.__version__})'))
 
 
 def _constructor_default(model_cls: type, name: str) -> Any:

@@ -15,6 +15,12 @@ Pipeline (``wae-timm push`` is a thin shell over it)::
       --export_folder--> model.safetensors + config.json + README.md
       --upload_folder--> the Hub (create_repo + upload_folder)
       --install_into_hf_cache--> or a local HF cache, for offline machines
+
+A published folder loads as it is with timm's own local source, no cache
+needed: ``timm.create_model('local-dir:<folder>', pretrained=True)``.
+:func:`install_into_hf_cache` is for the names that resolve through the Hub
+(the tag ``wae_resnet18.fmnist`` with ``pretrained=True``, ``hf-hub:`` ids,
+``torch.hub.load``): offline, huggingface_hub finds them in its cache only.
 """
 import hashlib
 import os
@@ -181,6 +187,12 @@ def install_into_hf_cache(
         files: Iterable[str] = ('model.safetensors', 'config.json', 'README.md'),
 ) -> Path:
     """Put an exported folder into a Hugging Face cache as if ``repo_id`` had been downloaded.
+
+    Needed only where a Hub name must resolve offline (a tag such as
+    ``wae_resnet18.fmnist`` with ``pretrained=True``, ``hf-hub:<repo_id>``):
+    huggingface_hub has no public call that adds local files to its cache. To
+    load the folder itself, ``timm.create_model('local-dir:<folder>',
+    pretrained=True)`` reads it directly.
 
     Uses huggingface_hub's layout (``models--org--name/blobs/<sha256>``,
     ``snapshots/<commit>/<file>`` linking to the blob, ``refs/main``), so that

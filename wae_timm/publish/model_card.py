@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
 import torch.nn as nn
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..models.pretrained import PretrainedTag
 
@@ -110,21 +111,52 @@ def _size_section(tag: PretrainedTag, model: nn.Module) -> str:
         '(fvcore counts one multiply-add as one FLOP).\n')
 
 
-def _metadata(tag: PretrainedTag) -> str:
-    return '\n'.join([
-        '---',
-        'tags:', '- image-classification', '- timm', '- wae', '- wavelet-like-autoencoder',
-        'library_name: timm',
-        'pipeline_tag: image-classification',
-        'license: apache-2.0',
-        'datasets:', f'- {tag.dataset}',
-        'metrics:', '- accuracy',
-        '---',
-    ])
+def _eval_results(tag: PretrainedTag, results_dir: PathLike) -> List[EvalResult]:
+    """Top-1 / top-5 of this checkpoint's row (``tag.results_rows[0]``) on the clean test split, for the model-index.
+
+    The first row of the tag's accuracy files keyed by that row and without a
+    noise variance gives the numbers; none (no row, or no results file yet)
+    gives no model-index.
+    """
+    if not tag.results_rows:
+        return []
+    for _, rows in result_rows(results_dir, ACCURACY_RESULTS.get(tag.dataset, ()), tag.results_rows[:1]):
+        for row in rows:
+            if row.get('key') != tag.results_rows[0] or row.get('variance') or not row.get('top1'):
+                continue
+            common = dict(task_type='image-classification', dataset_type=tag.dataset, dataset_name=tag.dataset,
+                          dataset_split='test')
+            results = [EvalResult(metric_type='accuracy', metric_name='Top-1 accuracy',
+                                  metric_value=float(row['top1']), **common)]
+            if row.get('top5'):
+                results.append(EvalResult(metric_type='top_5_accuracy', metric_name='Top-5 accuracy',
+                                          metric_value=float(row['top5']), **common))
+            return results
+    return []
+
+
+def _card_data(tag: PretrainedTag, results_dir: PathLike) -> ModelCardData:
+    """The card's YAML metadata: Hub tags, library, license, dataset and, when measured, the model-index."""
+    eval_results = _eval_results(tag, results_dir)
+    return ModelCardData(
+        tags=['image-classification', 'timm', 'wae', 'wavelet-like-autoencoder'],
+        library_name='timm',
+        pipeline_tag='image-classification',
+        license='apache-2.0',
+        datasets=[tag.dataset],
+        metrics=['accuracy'],
+        model_name=tag.name if eval_results else None,
+        eval_results=eval_results or None,
+    )
 
 
 def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> str:
-    """The model card (``README.md``) of ``tag``, with every number computed or read from ``results_dir``."""
+    """The model card (``README.md``) of ``tag``, with every number computed or read from ``results_dir``.
+
+    The YAML metadata is written by huggingface_hub's ``ModelCardData``; the
+    accuracy of this checkpoint's results row, when measured, also goes into
+    its ``model-index`` (``EvalResult``).
+    """
     import timm
     model = timm.create_model(tag.name, with_decoder=False)
     cfg, backbone = model.pretrained_cfg, model.backbone_name
@@ -141,9 +173,10 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
         f'logits = model(torch.randn(1, {c}, {h}, {w}))  # [1, {cfg["num_classes"]}]\n\n'
         '# a new head: both classifiers are re-initialised, everything else loads\n'
         f"model = timm.create_model('{tag.name}', pretrained=True, num_classes=5)\n```\n"
-        'Offline: with `HF_HUB_OFFLINE=1` the files are read from the Hugging Face cache.\n')
+        'Offline: with `HF_HUB_OFFLINE=1` the files are read from the Hugging Face cache; a folder holding '
+        "`model.safetensors` and `config.json` loads as it is with "
+        "`timm.create_model('local-dir:/path/to/folder', pretrained=True)`.\n")
     sections = [
-        _metadata(tag),
         f'# Model card for {tag.name}\n',
         _METHOD.format(backbone=backbone) + '\n',
         f'Status: {tag.status}.\n',
@@ -176,7 +209,8 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
         '## Citation\n',
         f'```bibtex\n{CITATION}\n```\n',
     ]
-    return '\n'.join(sections)
+    card = ModelCard(f'---\n{_card_data(tag, results_dir).to_yaml()}\n---\n' + '\n'.join(sections))
+    return str(card)
 
 
 def write_model_cards(tags: Sequence[PretrainedTag], out_dir: PathLike = 'model_cards',
