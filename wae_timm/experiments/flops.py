@@ -29,9 +29,11 @@ import torch.nn as nn
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import elementwise_flop_counter
 
+from .tables import records_table
+
 __all__ = [
     'FlopCount', 'count_flops', 'count_decoder_flops', 'wae_components', 'parameter_count', 'parse_model_spec',
-    'flop_report', 'FlopReport', 'markdown_table',
+    'flop_report', 'FlopReport',
     'WAE_COMPONENTS', 'ELEMENTWISE_OPS', 'POOLING_OPS', 'ZERO_FLOP_OPS', 'PAPER_GFLOPS', 'THEORETICAL_SPEEDUP',
     'DEFAULT_REPORT_MODELS',
 ]
@@ -220,7 +222,7 @@ class FlopReport:
     notes: List[str]
 
     def markdown(self) -> str:
-        return markdown_table(self.rows) + '\n\n' + '\n'.join(f'- {note}' for note in self.notes) + '\n'
+        return records_table(self.rows) + '\n\n' + '\n'.join(f'- {note}' for note in self.notes) + '\n'
 
     def csv(self) -> str:
         import csv
@@ -371,10 +373,5 @@ def flop_report(
     return FlopReport(rows, _paper_notes(measured, backbone_totals))
 
 
-def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """Rows of equal keys as a markdown table (``None`` as an empty cell)."""
-    keys = list(rows[0])
-    lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
-    for row in rows:
-        lines.append('| ' + ' | '.join('' if row[k] is None else str(row[k]) for k in keys) + ' |')
-    return '\n'.join(lines)
+# tools/eval_wae.py renders its summary records under this name
+markdown_table = records_table

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from .flops import count_flops, parameter_count
+from .tables import markdown_table
 from ..deploy.inference import prepare_for_inference
 
 __all__ = [
@@ -371,25 +372,19 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _table(header: Sequence[str], lines: Sequence[Sequence[object]]) -> str:
-    out = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    out += ['| ' + ' | '.join(_fmt(v) for v in line) + ' |' for line in lines]
-    return '\n'.join(out)
-
-
 def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step: str, command: str) -> str:
     """The markdown report: machine, target check, main table (eager vs optimised), ablation."""
-    parts = ['## Machine', '', _table(['', ''], list(env.items())), '', f'Regenerate: `{command}`', '']
+    parts = ['## Machine', '', markdown_table(['', ''], list(env.items()), _fmt), '', f'Regenerate: `{command}`', '']
     targets = check_targets(rows)
     if targets:
         parts += ['## Targets (speed-up of the WAE model over its backbone at 224, ratio of medians)', '',
                   '"both at this step" is the fair ratio: the backbone got the same optimisations. '
                   '"vs eager backbone" pits the optimised WAE model against the unoptimised backbone.', '',
-                  _table(['model', 'vs', 'batch', 'metric', 'step', 'target', 'paper', 'both at this step',
+                  markdown_table(['model', 'vs', 'batch', 'metric', 'step', 'target', 'paper', 'both at this step',
                           'vs eager backbone', 'target met (fair)'],
                          [[t['model'], t['backbone'], t['batch_size'], t['metric'], t['step'], f"{t['required']:.2f}x",
                            'n/a' if t['paper'] is None else f"{t['paper']:.2f}x", f"{t['both_same_step']:.2f}x",
-                           f"{t['wae_vs_eager_backbone']:.2f}x", 'yes' if t['met'] else 'NO'] for t in targets]), '']
+                           f"{t['wae_vs_eager_backbone']:.2f}x", 'yes' if t['met'] else 'NO'] for t in targets], _fmt), '']
     for batch_size in sorted({r.batch_size for r in rows}):
         main = [r for r in rows if r.batch_size == batch_size and r.step in (EAGER, final_step)]
         if batch_size == 1:
@@ -400,9 +395,9 @@ def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step:
             values = [lambda r: r.throughput_img_s, lambda r: r.min_ms, lambda r: r.max_ms]
         header += ['speed-up same step', 'speed-up vs eager backbone', 'GFLOPs', 'load']
         parts += [f'## Batch {batch_size} ({"latency" if batch_size == 1 else "throughput"})', '',
-                  _table(header, [[r.backbone, r.label, r.model, r.input_size, r.step] + [f(r) for f in values]
+                  markdown_table(header, [[r.backbone, r.label, r.model, r.input_size, r.step] + [f(r) for f in values]
                                   + [f'{r.speedup_same_step:.2f}x', f'{r.speedup_vs_eager_backbone:.2f}x',
-                                     r.gflops, r.load_avg_1m] for r in main]), '']
+                                     r.gflops, r.load_avg_1m] for r in main], _fmt), '']
     ablation = [r for r in rows if r.label in ABLATED_LABELS]
     if len({r.step for r in ablation}) > 2:
         parts += ['## Ablation: what each step buys (median ms; speed-up over the same model eager)', '']
@@ -412,8 +407,8 @@ def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step:
                          and e.step == EAGER and e.backbone == r.backbone)
             lines.append([r.model, r.batch_size, r.step, r.median_ms, f'{eager.median_ms / r.median_ms:.2f}x',
                           f'{r.speedup_same_step:.2f}x', f'{r.max_abs_diff:.1e}'])
-        parts += [_table(['model', 'batch', 'step', 'median ms', 'vs own eager', 'WAE / backbone same step',
-                          'max |out - eager out|'], lines), '']
+        parts += [markdown_table(['model', 'batch', 'step', 'median ms', 'vs own eager', 'WAE / backbone same step',
+                          'max |out - eager out|'], lines, _fmt), '']
     return '\n'.join(parts)
 
 
