@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, Optional, Tuple
 
-__all__ = ['Method', 'COMPARISON', 'PAPER_BACKBONES', 'REFERENCE', 'WAE', 'comparison_method', 'baseline_methods']
+__all__ = [
+    'Method', 'COMPARISON', 'PAPER_BACKBONES', 'FULL_INPUT_SIZE', 'REFERENCE', 'WAE', 'comparison_method',
+    'baseline_methods',
+]
 
 # the backbones the paper reports on ImageNet
 PAPER_BACKBONES: Tuple[str, ...] = ('vgg16', 'resnet50')
