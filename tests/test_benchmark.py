@@ -26,7 +26,8 @@ def test_interleaved_order_calls_every_entry_once_per_round_rotating():
 def test_default_candidates_are_the_comparison_methods():
     candidates = default_candidates('vgg16')
     assert [c.label for c in candidates] == [m.label for m in COMPARISON]
-    assert [(c.model_name, c.input_size) for c in candidates][:3] == [('vgg16', 224), ('vgg16', 112), ('wae_vgg16', 224)]
+    assert [(c.model_name, c.input_size) for c in candidates[:3]] == [
+        ('vgg16', 224), ('vgg16', 112), ('wae_vgg16', 224)]
     assert all(c.backbone == 'vgg16' for c in candidates)
     assert all(name in timm.list_models() for name in {c.model_name for c in candidates})
 

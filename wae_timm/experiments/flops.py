@@ -333,8 +333,8 @@ def _paper_notes(measured: Dict[Tuple[str, int], _Measurement], backbone_totals:
         notes.append(
             f'vgg16@224, multiply-adds: the 13 conv layers {g(conv)} + the fc layers {g(fc)} (fc6/fc7 are timm\'s '
             f'ConvMlp convolutions) = {g(conv + fc)}. The paper\'s {paper} G is {off(conv, paper)} off the conv '
-            f'layers alone and {off(conv + fc, paper)} off conv + fc: it most likely leaves out the fc layers here, though its 3.89 G at 112 includes them '
-            f'(next note).')
+            f'layers alone and {off(conv + fc, paper)} off conv + fc: it most likely leaves out the fc layers here, '
+            f'though its 3.89 G at 112 includes them (next note).')
     if vgg_half is not None:
         conv, fc = vgg_half.count.operators(('conv',), 'features'), vgg_half.count.component(('pre_logits', 'head'))
         # the reference Caffe model pools in ceil mode: pool5 of a 112 input is 4x4, fc6 sees 512 * 4 * 4

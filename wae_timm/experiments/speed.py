@@ -153,8 +153,8 @@ def prepare_entries(
 
     ``create(model_name)`` builds a model (``timm.create_model`` by default in
     :func:`run_benchmark`) once per candidate; every step gets its own copy of it
-    (steps change models in place), so all steps share the same weights. The first step of each candidate must be ``'eager'``: it gives the
-    reference outputs.
+    (steps change models in place), so all steps share the same weights. The first
+    step of each candidate must be ``'eager'``: it gives the reference outputs.
     """
     entries = []
     generator = torch.Generator().manual_seed(0)

@@ -3,22 +3,22 @@
 One table, read by the timm registry (:mod:`wae_timm.models.baselines`), the
 Fashion-MNIST reproduction, the speed benchmark and the FLOP report:
 
-==========================  ==================  =================  ==========================================================
-key / timm name             paper label         paper tables       change from ``wae_<backbone>``
-==========================  ==================  =================  ==========================================================
-``backbone``                backbone @224       1, 2, 7            the plain timm backbone (the reference)
-``backbone_half_input``     backbone @112       1                  the plain timm backbone on a 112x112 image
-``wae_<b>``                 WAE                 1, 2, 3, 4, 7      none: the WAE model itself
-``wavelet_cnn_<b>``         Wavelet+CNN         2                  CDF 9/7 DWT front end: cA -> backbone, cH, cV, cD -> fusion
-``ca_only_wavelet_<b>``     cA                  3                  CDF 9/7 cA only, no fusion branch
-``decomposition_cnn_<b>``   Decomposition+CNN   2                  no decoder: the encoder learns from the classification loss
-``low_only_wae_<b>``        I_L only            3                  no fusion branch: scores are s_L
-``half_res_<b>``            I_R                 3                  the image resized to half resolution, no fusion branch
-==========================  ==================  =================  ==========================================================
+=======================  =========================  =================  =============  ==================================
+key                      timm name                  paper label        tables         change from ``wae_<b>``
+=======================  =========================  =================  =============  ==================================
+``backbone``             ``<b>``                    backbone @224      1, 2, 7        the plain backbone (the reference)
+``backbone_half_input``  ``<b>`` on 112x112         backbone @112      1              the plain backbone at half side
+``wae``                  ``wae_<b>``                WAE                1, 2, 3, 4, 7  none: the WAE model itself
+``wavelet_cnn``          ``wavelet_cnn_<b>``        Wavelet+CNN        2              CDF 9/7 cA -> low, details -> high
+``ca_only_wavelet``      ``ca_only_wavelet_<b>``    cA                 3              CDF 9/7 cA only, no fusion branch
+``decomposition_cnn``    ``decomposition_cnn_<b>``  Decomposition+CNN  2              no decoder (classification loss)
+``low_only_wae``         ``low_only_wae_<b>``       I_L only           3              no fusion branch: scores are s_L
+``half_res``             ``half_res_<b>``           I_R                3              resized image, no fusion branch
+=======================  =========================  =================  =============  ==================================
 
-The baselines (a :class:`~wae_timm.models.wae.WAEWrapper` with changes) are
-registered as ``<key>_<backbone>`` and keep the WAE model's heads, so
-comparisons are fair. Their names do not start with ``wae_``, so that
+Each method's ``summary`` says more. The baselines (a
+:class:`~wae_timm.models.wae.WAEWrapper` with changes) are registered as
+``<key>_<backbone>`` and keep the WAE model's heads, so comparisons are fair. Their names do not start with ``wae_``, so that
 ``timm.list_models('wae_*')`` lists the WAE models only.
 """
 from dataclasses import dataclass
