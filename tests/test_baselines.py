@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import test_models as contract  # the timm contract every wae_* model passes
 import wae_timm
 from wae_timm.models.baselines import BASELINE_BACKBONES, BASELINE_CHANGES, BASELINE_MODEL_ARGS
+from wae_timm.models.comparison import COMPARISON, baseline_methods, comparison_method
 from wae_timm.models.wae import WAE_MODEL_ARGS
 from wae_timm.layers.wavelet import WaveletDecomposition
 
@@ -25,6 +26,22 @@ EXPECTED_BANDS = {
 
 def _kind(name: str) -> str:
     return name.rsplit('_', 1)[0]
+
+
+def test_the_comparison_table_has_the_papers_methods_and_the_registry_reads_it():
+    assert [m.label for m in COMPARISON] == [
+        'backbone @224', 'backbone @112', 'WAE', 'Wavelet+CNN', 'cA', 'Decomposition+CNN', 'I_L only', 'I_R']
+    assert [m.key for m in baseline_methods()] == list(BASELINE_CHANGES)
+    for method in baseline_methods():
+        assert method.timm_name == method.key + '_{backbone}'
+        assert BASELINE_CHANGES[method.key] == dict(method.wrapper_changes)
+        assert all(method.model_name(b) in BASELINE_MODEL_ARGS for b in BASELINE_BACKBONES)
+    assert comparison_method('wae').model_name('resnet50') == 'wae_resnet50'
+    assert comparison_method('backbone_half_input').input_size == 112
+    with pytest.raises(KeyError, match='known'):
+        comparison_method('vgg16')
+    with pytest.raises(TypeError):
+        comparison_method('half_res').wrapper_changes['fusion'] = True  # read-only: every consumer shares it
 
 
 def test_registered_and_named_apart_from_wae_models():

@@ -8,9 +8,11 @@ import torch
 from wae_timm import WAEWrapper
 
 from wae_timm.experiments.speed import (
-    Candidate, Entry, EAGER, Target, TimingRow, check_targets, environment, interleaved_order, optimised_step,
-    run_benchmark, summarise, time_entries, write_results,
+    Candidate, Entry, EAGER, Target, TimingRow, check_targets, default_candidates, interleaved_order, optimised_step,
+    run_benchmark, summarise, time_entries,
 )
+from wae_timm.experiments.speed_report import environment, write_results
+from wae_timm.models.comparison import COMPARISON
 
 JIT = optimised_step('jit')
 
@@ -19,6 +21,15 @@ def test_interleaved_order_calls_every_entry_once_per_round_rotating():
     order = interleaved_order(3, 4)
     assert order == [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
     assert all(sorted(r) == [0, 1, 2] for r in order)
+
+
+def test_default_candidates_are_the_comparison_methods():
+    candidates = default_candidates('vgg16')
+    assert [c.label for c in candidates] == [m.label for m in COMPARISON]
+    assert [(c.model_name, c.input_size) for c in candidates[:3]] == [
+        ('vgg16', 224), ('vgg16', 112), ('wae_vgg16', 224)]
+    assert all(c.backbone == 'vgg16' for c in candidates)
+    assert all(name in timm.list_models() for name in {c.model_name for c in candidates})
 
 
 def test_time_entries_follows_the_interleaved_order():

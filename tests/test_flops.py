@@ -10,6 +10,8 @@ import torch.nn as nn
 from wae_timm.experiments import flops
 from wae_timm.cli import main as cli_main
 from wae_timm.experiments.flops import count_decoder_flops, count_flops, flop_report, parse_model_spec, wae_components
+from wae_timm.experiments.tables import markdown_table, records_table
+from wae_timm.models.comparison import COMPARISON
 
 
 def test_known_convolution():
@@ -100,6 +102,21 @@ def test_report_rows_ratios_and_formats():
     assert sum(line.startswith('| ') for line in report.markdown().splitlines()) == 4  # header, three rows
     with pytest.raises(ValueError, match='unknown report format'):
         report.render('xlsx')
+
+
+def test_default_report_is_the_comparison_for_the_papers_backbones():
+    assert flops.DEFAULT_REPORT_MODELS[:len(COMPARISON)] == (
+        'vgg16', 'vgg16@112', 'wae_vgg16', 'wavelet_cnn_vgg16', 'ca_only_wavelet_vgg16', 'decomposition_cnn_vgg16',
+        'low_only_wae_vgg16', 'half_res_vgg16')
+    assert flops.DEFAULT_REPORT_MODELS[len(COMPARISON):] == flops.comparison_specs(['resnet50'])
+    registered = set(timm.list_models())
+    assert all(parse_model_spec(spec)[0] in registered for spec in flops.DEFAULT_REPORT_MODELS)
+
+
+def test_markdown_tables():
+    assert markdown_table(['a', ''], [[1, None], ['x', 2.5]]) == '| a |  |\n|---|---|\n| 1 |  |\n| x | 2.5 |'
+    assert markdown_table(['v'], [[0.5]], cell=lambda v: f'{v:.2f}') == '| v |\n|---|\n| 0.50 |'
+    assert records_table([{'a': 1, 'b': None}]) == markdown_table(['a', 'b'], [[1, None]])
 
 
 def test_cli_refuses_to_overwrite(tmp_path, capsys):

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from wae_timm.data import FASHION_MNIST_DIR, load_fashion_mnist
-from wae_timm.experiments.reproduction import (
-    NOISE_VARIANCES, ROWS, RESULT_FILES, NoisyTestSet, ReproductionConfig, add_gaussian_noise, run_reproduction)
+from wae_timm.experiments.noise import NOISE_VARIANCES, NoisyTestSet, add_gaussian_noise
+from wae_timm.experiments.reproduction import RESULT_FILES, run_reproduction
+from wae_timm.experiments.reproduction_setup import ROWS, ReproductionConfig
 
 needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST_DIR / 't10k-images-idx3-ubyte.gz').is_file(),

@@ -14,7 +14,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from wae_timm.data.photographs import EVAL_SHORT_SIDE, load_photograph, normalize, split_photographs
 from wae_timm.experiments.figures import render_decomposition_figure
-from wae_timm.experiments.flops import markdown_table
+from wae_timm.experiments.tables import records_table
 from wae_timm.experiments.reconstruction import evaluate_images, summary
 from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
 
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     first = next(iter(images))
     render_decomposition_figure([(f'shipped stage-1 WAE, {first}', wae.eval())], normalize(images[first])[None],
                                 figure, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, overwrite=True)
-    print(markdown_table(summary(rows)))
+    print(records_table(summary(rows)))
     print(f'wrote {args.out} and {figure}')
     return 0
 

@@ -11,6 +11,7 @@
 Writes results/fashion_mnist_{results,noise}.csv, results/fashion_mnist.md and
 results/fashion_mnist_decomposition.png; trained classifiers and the stage-1
 WAE go to output/fashion_mnist/*.safetensors. See wae_timm/experiments/reproduction.py
+and reproduction_setup.py
 for every choice made.
 """
 import argparse
@@ -21,7 +22,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from wae_timm.experiments.reproduction import ROWS, ReproductionConfig, run_reproduction
+from wae_timm.experiments.reproduction import run_reproduction
+from wae_timm.experiments.reproduction_setup import ROWS, ReproductionConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:

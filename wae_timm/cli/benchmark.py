@@ -3,7 +3,8 @@
     wae-timm benchmark --overwrite
     PYTHONPATH=. python tools/benchmark.py --overwrite     # the same, from a checkout
 
-writes results/benchmark_cpu.{csv,md,png}. See wae_timm/experiments/speed.py for what is measured.
+writes results/benchmark_cpu.{csv,md,png}. See wae_timm/experiments/speed.py for what is measured and
+speed_report.py for what is written.
 """
 import argparse
 import sys
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..experiments.speed import check_writable, environment, optimised_step, run_benchmark, write_results
+from ..experiments.speed import optimised_step, run_benchmark
+from ..experiments.speed_report import check_writable, environment, write_results
 from . import UsageError
 
 __all__ = ['add_arguments', 'run']

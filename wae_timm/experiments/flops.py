@@ -20,20 +20,29 @@ total into encoder, low branch, high branch and heads. The decoder never runs
 at inference and is not part of the total; :func:`count_decoder_flops` runs it
 on its own to count it apart.
 """
+import csv
+import io
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import timm
 import torch
 import torch.nn as nn
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import elementwise_flop_counter
+from tqdm import tqdm
+
+from .tables import records_table
+from ..models.baselines import BASELINE_MODEL_ARGS
+from ..models.comparison import COMPARISON, FULL_INPUT_SIZE, PAPER_BACKBONES
+from ..models.wae import WAE_MODEL_ARGS, WAEWrapper
 
 __all__ = [
     'FlopCount', 'count_flops', 'count_decoder_flops', 'wae_components', 'parameter_count', 'parse_model_spec',
-    'flop_report', 'FlopReport', 'markdown_table',
+    'flop_report', 'FlopReport',
     'WAE_COMPONENTS', 'ELEMENTWISE_OPS', 'POOLING_OPS', 'ZERO_FLOP_OPS', 'PAPER_GFLOPS', 'THEORETICAL_SPEEDUP',
-    'DEFAULT_REPORT_MODELS',
+    'DEFAULT_REPORT_MODELS', 'comparison_specs',
 ]
 
 # activations and elementwise arithmetic: one FLOP per output element
@@ -176,12 +185,20 @@ PAPER_GFLOPS: Dict[str, float] = {'vgg16@224': 15.36, 'vgg16@112': 3.89, 'wae_vg
 # conv layers only: the backbone at half resolution (1/4) plus a quarter-width copy (1/16 * 1/4)
 THEORETICAL_SPEEDUP = 1 / (1 / 4 + 1 / 64)
 
-DEFAULT_REPORT_MODELS: Tuple[str, ...] = (
-    'vgg16', 'vgg16@112', 'wae_vgg16', 'wavelet_cnn_vgg16', 'ca_only_wavelet_vgg16', 'decomposition_cnn_vgg16',
-    'low_only_wae_vgg16', 'half_res_vgg16',
-    'resnet50', 'resnet50@112', 'wae_resnet50', 'wavelet_cnn_resnet50', 'ca_only_wavelet_resnet50',
-    'decomposition_cnn_resnet50', 'low_only_wae_resnet50', 'half_res_resnet50',
-)
+
+def comparison_specs(backbones: Sequence[str]) -> Tuple[str, ...]:
+    """``MODEL[@SIZE]`` of every method of :data:`~wae_timm.models.comparison.COMPARISON` for each backbone.
+
+    >>> comparison_specs(['vgg16'])[:3]
+    ('vgg16', 'vgg16@112', 'wae_vgg16')
+    """
+    return tuple(
+        method.model_name(backbone) + ('' if method.input_size == FULL_INPUT_SIZE else f'@{method.input_size}')
+        for backbone in backbones for method in COMPARISON)
+
+
+# the paper's comparison for VGG16 and ResNet-50
+DEFAULT_REPORT_MODELS: Tuple[str, ...] = comparison_specs(PAPER_BACKBONES)
 
 _MAC_OPERATORS = ('conv', 'linear', 'addmm', 'matmul', 'bmm', 'einsum')
 _G = 1e9
@@ -220,11 +237,9 @@ class FlopReport:
     notes: List[str]
 
     def markdown(self) -> str:
-        return markdown_table(self.rows) + '\n\n' + '\n'.join(f'- {note}' for note in self.notes) + '\n'
+        return records_table(self.rows) + '\n\n' + '\n'.join(f'- {note}' for note in self.notes) + '\n'
 
     def csv(self) -> str:
-        import csv
-        import io
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]), lineterminator='\n')
         writer.writeheader()
@@ -242,8 +257,6 @@ class FlopReport:
 
 
 def _measure(spec: str, input_size: int) -> _Measurement:
-    import timm
-    from ..models.wae import WAEWrapper
     name, size = parse_model_spec(spec, input_size)
     model = timm.create_model(name)
     count = count_flops(model, (3, size, size))
@@ -259,8 +272,6 @@ def _measure(spec: str, input_size: int) -> _Measurement:
 
 
 def _registered_args(name: str) -> Dict[str, Any]:
-    from ..models.baselines import BASELINE_MODEL_ARGS
-    from ..models.wae import WAE_MODEL_ARGS
     return {**WAE_MODEL_ARGS, **BASELINE_MODEL_ARGS}.get(name, {})
 
 
@@ -288,7 +299,6 @@ def _row(m: _Measurement, backbone_total: int) -> Dict[str, Any]:
 
 
 def _backbone_features(backbone: str) -> int:
-    import timm
     return count_flops(_FeaturesPass(timm.create_model(backbone)), (3, 224, 224)).total
 
 
@@ -323,8 +333,8 @@ def _paper_notes(measured: Dict[Tuple[str, int], _Measurement], backbone_totals:
         notes.append(
             f'vgg16@224, multiply-adds: the 13 conv layers {g(conv)} + the fc layers {g(fc)} (fc6/fc7 are timm\'s '
             f'ConvMlp convolutions) = {g(conv + fc)}. The paper\'s {paper} G is {off(conv, paper)} off the conv '
-            f'layers alone and {off(conv + fc, paper)} off conv + fc: it most likely leaves out the fc layers here, though its 3.89 G at 112 includes them '
-            f'(next note).')
+            f'layers alone and {off(conv + fc, paper)} off conv + fc: it most likely leaves out the fc layers here, '
+            f'though its 3.89 G at 112 includes them (next note).')
     if vgg_half is not None:
         conv, fc = vgg_half.count.operators(('conv',), 'features'), vgg_half.count.component(('pre_logits', 'head'))
         # the reference Caffe model pools in ceil mode: pool5 of a 112 input is 4x4, fc6 sees 512 * 4 * 4
@@ -354,9 +364,6 @@ def flop_report(
     """One row per ``MODEL[@SIZE]`` (``input_size`` where no size is given): params, GFLOPs, how many
     times fewer FLOPs than its backbone at 224, the WAE components, the training-only decoder and the
     paper's figure where it has one; notes compare the paper's figures with ours."""
-    import timm
-    from tqdm import tqdm
-
     measured: Dict[Tuple[str, int], _Measurement] = {}
     for spec in tqdm(specs, desc='counting FLOPs', disable=not progress):
         m = _measure(spec, input_size)
@@ -370,11 +377,3 @@ def flop_report(
     rows = [_row(m, backbone_totals[m.backbone]) for m in measured.values()]
     return FlopReport(rows, _paper_notes(measured, backbone_totals))
 
-
-def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """Rows of equal keys as a markdown table (``None`` as an empty cell)."""
-    keys = list(rows[0])
-    lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
-    for row in rows:
-        lines.append('| ' + ' | '.join('' if row[k] is None else str(row[k]) for k in keys) + ' |')
-    return '\n'.join(lines)

@@ -5,34 +5,11 @@ Data: Debian's ``dataset-fashion-mnist`` through
 32x32 (no resampling), grey repeated to 3 channels, normalised with the
 training split's mean/std. Training adds random horizontal flips.
 
-The comparison set, all around one backbone (ResNet-18 by default), trained
-with the same optimizer, schedule, batches and number of epochs:
-
-==================  =====================================================  ==========
-key                 model                                                  paper
-==================  =====================================================  ==========
-backbone            the backbone on the 32x32 image                        Tab. 2
-resize              the backbone on I_R, the image resized to 16x16       Tab. 3
-wavelet_ca          CDF 9/7 DWT, the backbone on cA only                   Tab. 3
-wavelet             CDF 9/7 DWT, cA + (cH, cV, cD) on the 1/4-width copy   Tab. 2
-decomposition       WAE encoder trained by classification loss only       Tab. 2
-wae_low             stage-1 WAE (frozen), backbone on I_L only             Tab. 3
-wae_stage2          stage-1 WAE (frozen), I_L + I_H (paper stage 2)        Tab. 4
-wae_stage3          wae_stage2 fine-tuned jointly, + gamma * L_t          Tab. 2-4
-wae_stage2_longer   wae_stage2 trained as long again, WAE still frozen     control
-==================  =====================================================  ==========
-
-Stage 1 (the WAE alone, transform loss) runs once, first, on the same
-training images; its weights are shared by the ``wae_*`` rows. The last row
-is not in the paper: stage 3 trains ``wae_stage2`` for extra epochs, and the
-control trains it just as long without unfreezing the WAE or adding
-``L_t``, so Table 4's difference can be told apart from "more training".
-
-Gaussian noise (Table 7) of variance ``V`` is added to the grey test image in
-[0, 1] (the padded 32x32 one the models see), one value per pixel shared by
-the 3 channels, *not* clipped by default (so the added noise has exactly the
-variance ``V``), then the image is normalised. The noise is drawn from a fixed
-seed, so every model sees the same noisy images.
+The rows (:data:`~wae_timm.experiments.reproduction_setup.ROWS`) are the
+methods of the paper's comparison around one backbone, the WAE in several
+training variants. Stage 1 (the WAE alone, transform loss) runs once, first,
+on the same training images; its weights are shared by the ``wae_*`` rows.
+Table 7's noisy test images are :class:`~wae_timm.experiments.noise.NoisyTestSet`.
 
 The CPU cost of each model is fvcore's FLOP count at batch 1 and the
 best-of-N latency of an eval-mode forward of a batch, measured on this machine.
@@ -42,36 +19,40 @@ same for every row) fit: :func:`plan_train_images` measures each row's time
 per training image on a few batches first.
 """
 import copy
+import csv
 import json
 import logging
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import timm
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 
 from .flops import count_flops, parameter_count
+from .noise import NoisyTestSet
+from .reproduction_report import format_markdown
+from .reproduction_setup import INPUT_SIZE, NUM_CLASSES, ROWS, ReproductionConfig, RowSpec
 from ..data import FashionMNIST
+from ..layers.autoencoder import WaveletLikeAutoEncoder
 from ..train import autoencoder_loss, evaluate, fit, paper_loss, save_wae, train_one_epoch
 from ..train.checkpoint import atomic_write
 from ..models.wae import WAEWrapper
 
 __all__ = [
-    'ReproductionConfig', 'RowSpec', 'ROWS', 'NOISE_VARIANCES', 'add_gaussian_noise', 'NoisyTestSet',
-    'plan_train_images', 'measure_latency', 'run_reproduction', 'RESULT_FILES',
+    'ReproductionConfig', 'RowSpec', 'ROWS', 'plan_train_images', 'measure_latency', 'run_reproduction', 'RESULT_FILES',
 ]
 
 _logger = logging.getLogger(__name__)
 
-NOISE_VARIANCES: Tuple[float, ...] = (0., 0.01, 0.02, 0.05, 0.1)
-NUM_CLASSES = 10
-INPUT_SIZE = (3, 32, 32)
 TRAIN_SPLIT_SIZE = 60000
 # what a run writes under its results directory (the decomposition figure is written by the same run)
 RESULT_FILES = {
@@ -82,117 +63,7 @@ RESULT_FILES = {
 }
 
 
-@dataclass
-class ReproductionConfig:
-    """Every choice of a run; written into the markdown report.
-
-    ``lr`` is the classifiers' SGD learning rate (the paper's 0.1 for ResNet-50 at
-    batch 256, halved for batch 128), cosine-annealed to 0 over the run after a
-    linear warm-up. Stage 1 uses Adam (``wae_lr``): the paper's SGD at lr 1e-6 is
-    tuned for millions of steps and does not move the WAE in a budget of a few
-    hundred. ``finetune_lr`` is stage 3's (and the control's) starting lr.
-    """
-    backbone: str = 'resnet18'
-    backbone_kwargs: Dict[str, Any] = field(default_factory=dict)  # e.g. narrower ResNet channels
-    epochs: int = 1
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_fraction: float = 0.05
-    wae_epochs: int = 1
-    wae_batch_size: int = 32
-    wae_lr: float = 1e-3
-    finetune_lr: float = 0.005
-    gamma: float = 0.001
-    budget_minutes: float = 60.
-    train_images: Optional[int] = None  # None: as many as the budget allows (at most 60000)
-    test_images: Optional[int] = None  # None: the whole 10k test split
-    noise_variances: Tuple[float, ...] = NOISE_VARIANCES
-    noise_clip: bool = False
-    latency_batch: int = 64
-    latency_repeats: int = 10
-    calibration_batches: int = 2
-    seed: int = 0
-    rows: Optional[Tuple[str, ...]] = None  # None: every row of ROWS
-
-
-@dataclass(frozen=True)
-class RowSpec:
-    """One model of the comparison.
-
-    ``wrapper_args`` builds a :class:`WAEWrapper` around the backbone (None: the plain
-    timm backbone). ``stage``: 'scratch' (every weight trained), 'frozen_wae' (stage-1
-    WAE loaded and kept fixed: the paper's stage 2), or 'continue' (starts from the
-    trained ``parent`` row; ``unfreeze_wae`` and ``gamma`` make it the paper's stage 3).
-    """
-    key: str
-    label: str
-    wrapper_args: Optional[Dict[str, Any]] = None
-    stage: str = 'scratch'
-    parent: Optional[str] = None
-    unfreeze_wae: bool = False
-    use_gamma: bool = False
-    noise: bool = False
-
-
-ROWS: Tuple[RowSpec, ...] = (
-    RowSpec('backbone', 'backbone @32 (full resolution)', None, noise=True),
-    RowSpec('resize', 'backbone on I_R @16', dict(decomposition='resize', fusion=False)),
-    RowSpec('wavelet_ca', 'Wavelet+CNN, cA only', dict(decomposition='wavelet', fusion=False)),
-    RowSpec('wavelet', 'Wavelet+CNN, cA + details', dict(decomposition='wavelet')),
-    RowSpec('decomposition', 'Decomposition+CNN', dict(decomposition='wae', with_decoder=False)),
-    RowSpec('wae_low', 'WAE, I_L only', dict(fusion=False, with_decoder=False), stage='frozen_wae'),
-    # with the (frozen) stage-1 decoder: wae_stage3 continues from this model and computes L_t with it
-    RowSpec('wae_stage2', 'WAE, I_L + I_H, w/o stage 3', dict(with_decoder=True), stage='frozen_wae'),
-    RowSpec('wae_stage3', 'WAE, I_L + I_H, with stage 3 (ours)', dict(), stage='continue', parent='wae_stage2',
-            unfreeze_wae=True, use_gamma=True, noise=True),
-    RowSpec('wae_stage2_longer', 'WAE, I_L + I_H, stage 2 continued (control)', dict(), stage='continue',
-            parent='wae_stage2'),
-)
-
-
 # ----------------------------------------------------------------------------- data
-def add_gaussian_noise(
-        images: torch.Tensor,
-        variance: float,
-        generator: Optional[torch.Generator] = None,
-        clip: bool = False,
-) -> torch.Tensor:
-    """``images`` (in [0, 1]) plus zero-mean Gaussian noise of ``variance``; clipped to [0, 1] if ``clip``."""
-    if variance < 0:
-        raise ValueError(f'noise variance must be >= 0, got {variance}')
-    if variance == 0:
-        return images.clone()
-    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype) * math.sqrt(variance)
-    noisy = images + noise
-    return noisy.clamp_(0, 1) if clip else noisy
-
-
-class NoisyTestSet:
-    """Re-iterable batches ``(x [B, 3, 32, 32] normalised, y [B])`` of the test images plus noise.
-
-    Every iteration redraws the same noise (generator seeded with ``seed``), so all
-    models are evaluated on identical noisy images.
-    """
-
-    def __init__(self, dataset: FashionMNIST, variance: float, batch_size: int = 256, seed: int = 0,
-                 clip: bool = False) -> None:
-        self.images = dataset.images.unsqueeze(1).float().div(255.)  # grey [N, 1, 32, 32] in [0, 1]
-        self.labels = dataset.labels
-        self.normalize = dataset.normalize
-        self.variance, self.batch_size, self.seed, self.clip = variance, batch_size, seed, clip
-
-    def __len__(self) -> int:
-        return math.ceil(self.labels.shape[0] / self.batch_size)
-
-    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-        generator = torch.Generator().manual_seed(self.seed)
-        for start in range(0, self.labels.shape[0], self.batch_size):
-            grey = add_gaussian_noise(self.images[start:start + self.batch_size], self.variance, generator, self.clip)
-            yield self.normalize(grey.expand(-1, 3, -1, -1)), self.labels[start:start + self.batch_size]
-
-
 def _train_subset(num_images: int, seed: int) -> List[int]:
     if not 0 < num_images <= TRAIN_SPLIT_SIZE:
         raise ValueError(f'train_images must be in 1..{TRAIN_SPLIT_SIZE}, got {num_images}')
@@ -212,7 +83,6 @@ def _train_loader(indices: Sequence[int], batch_size: int, seed: int) -> DataLoa
 def build_row_model(row: RowSpec, config: ReproductionConfig, wae_weights: Optional[str] = None) -> nn.Module:
     """A freshly initialised model of ``row`` (stage-1 weights loaded for 'frozen_wae' rows)."""
     if row.wrapper_args is None:
-        import timm
         return timm.create_model(config.backbone, num_classes=NUM_CLASSES, **config.backbone_kwargs)
     kwargs = dict(row.wrapper_args)
     if row.stage in ('frozen_wae', 'continue'):
@@ -240,8 +110,6 @@ def train_classifier(
 ) -> Dict[str, float]:
     """Train ``model`` for ``config.epochs`` with the paper's loss (SGD, warm-up + cosine); returns the last
     epoch's training metrics plus ``train_seconds``."""
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import CosineLRScheduler
     lr = _row_lr(row, config)
     # timm's factory leaves out frozen parameters and exempts norms and biases from weight decay
     optimizer = create_optimizer_v2(model, 'sgd', lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -320,7 +188,6 @@ def plan_train_images(
     machine loaded by other jobs took ~1.3x the calibrated time (10368 images planned for 75 min).
     Returns ``(n rounded down to whole batches, at most 60000, seconds per image by phase)``.
     """
-    from ..layers.autoencoder import WaveletLikeAutoEncoder
     steps = config.calibration_batches + 1
 
     def batches(batch_size: int) -> List[Tuple[torch.Tensor, torch.Tensor]]:
@@ -360,7 +227,6 @@ def plan_train_images(
 
 # ----------------------------------------------------------------------------- writing
 def _save_classifier(model: nn.Module, path: Path, row: RowSpec, config: ReproductionConfig) -> Path:
-    from safetensors.torch import save_file
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if row.wrapper_args is None:
         architecture = dict(timm_model=config.backbone, num_classes=NUM_CLASSES)
@@ -371,75 +237,12 @@ def _save_classifier(model: nn.Module, path: Path, row: RowSpec, config: Reprodu
 
 
 def _write_csv(path: Path, records: Sequence[Dict[str, Any]]) -> None:
-    import csv
-
     def write(tmp: str) -> None:
         with open(tmp, 'w', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=list(records[0]))
             writer.writeheader()
             writer.writerows(records)
     atomic_write(path, write)
-
-
-def _fmt(value: Optional[float], digits: int = 2) -> str:
-    return '-' if value is None else f'{value:.{digits}f}'
-
-
-def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> List[str]:
-    return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] + \
-        ['| ' + ' | '.join(line) + ' |' for line in lines]
-
-
-def format_markdown(
-        records: Sequence[Dict[str, Any]], noise: Sequence[Dict[str, Any]], config: ReproductionConfig,
-        command: str, environment: Dict[str, Any],
-) -> str:
-    """The report: the paper's Tables 2, 3, 4 and 7 from the run's records (nothing typed by hand)."""
-    by_key = {r['key']: r for r in records}
-    base = by_key.get('backbone')
-
-    def err(key: str, k: int) -> str:
-        return _fmt(100. - by_key[key][f'top{k}']) if key in by_key else 'not run'
-
-    lines = [f'Command: `{command}`', '',
-             f"Training images per epoch: {environment['train_images']} of 60000 (a fixed random subset, the same "
-             f"for every row); test images: {environment['test_images']} of 10000; epochs: {config.epochs} "
-             f"(stage 1: {config.wae_epochs}). Run took {environment['run_minutes']:.1f} min on "
-             f"{environment['threads']} torch threads (load average at the cost measurement: "
-             f"{environment['load_average']}).", '']
-    lines += ['All models (top-1/top-5 error in %, fvcore GFLOPs at batch 1 on 3x32x32, CPU latency: best of '
-              f'{config.latency_repeats} eval forwards of a batch of {config.latency_batch}, in ms):', '']
-    rows = []
-    for r in records:
-        speedup = base['latency_ms'] / r['latency_ms'] if base else None
-        flops_ratio = base['gflops'] / r['gflops'] if base else None
-        rows.append([r['label'], _fmt(100 - r['top1']), _fmt(100 - r['top5']), _fmt(r['gflops'], 4),
-                     _fmt(flops_ratio) + 'x', _fmt(r['latency_ms'], 1), _fmt(speedup) + 'x', _fmt(r['params_m'])])
-    lines += _table(['model', 'top-1 err', 'top-5 err', 'GFLOPs', 'FLOPs ratio', 'CPU ms', 'CPU speed-up',
-                     'params (M)'], rows)
-    lines += ['', 'Table 2 (paper: VGG16 / Wavelet+CNN / Decomposition+CNN / Ours, top-5 err 11.65 / 14.42 / '
-              '12.98 / 11.87 on ImageNet):', '']
-    lines += _table(['method', 'top-1 err', 'top-5 err'],
-                    [[by_key[k]['label'], err(k, 1), err(k, 5)]
-                     for k in ('backbone', 'wavelet', 'decomposition', 'wae_stage3') if k in by_key])
-    lines += ['', 'Table 3 (paper, top-5 err: cA 15.92, I_R 15.73, I_L 14.20, I_L + I_H 11.87):', '']
-    lines += _table(['input', 'cA', 'I_R', 'I_L', 'I_L + I_H'],
-                    [['top-1 err'] + [err(k, 1) for k in ('wavelet_ca', 'resize', 'wae_low', 'wae_stage3')],
-                     ['top-5 err'] + [err(k, 5) for k in ('wavelet_ca', 'resize', 'wae_low', 'wae_stage3')]])
-    lines += ['', 'Table 4 (paper, top-5 err: w/o FT 12.21, w/ FT 11.87); the control trains the stage-2 model '
-              'as long as stage 3 does, WAE frozen, no L_t:', '']
-    lines += _table(['', 'w/o FT (stage 2)', 'w/ FT (stage 3)', 'control: stage 2 continued'],
-                    [[f'top-{k} err'] + [err(key, k) for key in ('wae_stage2', 'wae_stage3', 'wae_stage2_longer')]
-                     for k in (1, 5)])
-    variances = sorted({n['variance'] for n in noise})
-    noisy_keys = list(dict.fromkeys(n['key'] for n in noise))
-    top1 = {(n['key'], n['variance']): n['top1'] for n in noise}
-    clip = 'clipped to [0, 1]' if config.noise_clip else 'not clipped'
-    lines += ['', f'Table 7: top-1 accuracy (%) with zero-mean Gaussian noise of variance V added to the test images '
-              f'in [0, 1] ({clip}); paper (CACD, VGG16 vs Ours) at V=0.05: 45.10 vs 55.91:', '']
-    lines += _table(['V'] + [by_key[k]['label'] for k in noisy_keys],
-                    [[f'{v:g}'] + [_fmt(top1[(k, v)]) for k in noisy_keys] for v in variances])
-    return '\n'.join(lines) + '\n'
 
 
 # ----------------------------------------------------------------------------- the run

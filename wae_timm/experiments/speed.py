@@ -10,30 +10,29 @@ after warm-up). Each model's speed-up is the backbone at 224's median divided
 by its own, taken from the same batch size and either the same optimisation
 step (fair: both optimised alike) or the backbone's eager step.
 
-Outputs (:func:`write_results`): one CSV row per (model, step, batch size),
-a markdown summary with the machine, the targets and an ablation table, and a
-PNG of fvcore GFLOPs against measured latency.
+The candidates are the methods of the paper's comparison
+(:data:`wae_timm.models.comparison.COMPARISON`). What a run writes (CSV,
+markdown summary, plot) is in :mod:`wae_timm.experiments.speed_report`.
 """
 import copy
-import csv
 import os
-import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import timm
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from .flops import count_flops, parameter_count
 from ..deploy.inference import prepare_for_inference
+from ..models.comparison import COMPARISON, REFERENCE, WAE
 
 __all__ = [
     'Candidate', 'Entry', 'TimingRow', 'Target', 'TARGETS', 'STEPS', 'default_candidates', 'interleaved_order',
-    'run_benchmark', 'speedups', 'check_targets', 'environment', 'check_writable', 'write_results',
+    'run_benchmark', 'speedups', 'check_targets', 'REFERENCE_LABEL', 'ABLATED_LABELS',
 ]
 
 # optimisation steps, cumulative; the last two are alternative graph backends on top of the third
@@ -63,29 +62,15 @@ class Candidate:
     input_size: int
     backbone: str  # the reference is this backbone at 224
 
-    @property
-    def is_reference(self) -> bool:
-        return self.model_name == self.backbone and self.input_size == 224
 
-
-REFERENCE_LABEL = 'backbone @224'
-ABLATED_LABELS = (REFERENCE_LABEL, 'WAE')  # the models that run every step of the ablation
-
-# paper label -> timm name pattern (the baselines registered by wae_timm.models.baselines)
-_COMPARED_MODELS: Tuple[Tuple[str, str, int], ...] = (
-    (REFERENCE_LABEL, '{b}', 224),
-    ('backbone @112', '{b}', 112),
-    ('WAE', 'wae_{b}', 224),
-    ('Wavelet+CNN', 'wavelet_cnn_{b}', 224),
-    ('Decomposition+CNN', 'decomposition_cnn_{b}', 224),
-    ('I_R', 'half_res_{b}', 224),
-    ('I_L only', 'low_only_wae_{b}', 224),
-)
+REFERENCE_LABEL = REFERENCE.label
+ABLATED_LABELS = (REFERENCE_LABEL, WAE.label)  # the models that run every step of the ablation
 
 
 def default_candidates(backbone: str) -> List[Candidate]:
-    """The paper's comparison for ``backbone``: itself at 224 and 112, its WAE model and the baselines."""
-    return [Candidate(label, pattern.format(b=backbone), size, backbone) for label, pattern, size in _COMPARED_MODELS]
+    """The paper's comparison for ``backbone``: every method of :data:`~wae_timm.models.comparison.COMPARISON`
+    (the backbone at 224 and 112, its WAE model and the baselines), in the table's order."""
+    return [Candidate(m.label, m.model_name(backbone), m.input_size, backbone) for m in COMPARISON]
 
 
 @dataclass
@@ -133,9 +118,6 @@ def interleaved_order(num_entries: int, rounds: int) -> List[List[int]]:
     return [[(r + i) % num_entries for i in range(num_entries)] for r in range(rounds)]
 
 
-CLOCKS = ('wall', 'thread')
-
-
 def time_call(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, clock: str = 'wall') -> float:
     """Seconds of one ``forward(x)``: CUDA events on a GPU (the kernels, not the launch); on CPU wall
     time, or with ``clock='thread'`` the CPU time of the calling thread. With one torch thread the
@@ -171,10 +153,9 @@ def prepare_entries(
 
     ``create(model_name)`` builds a model (``timm.create_model`` by default in
     :func:`run_benchmark`) once per candidate; every step gets its own copy of it
-    (steps change models in place), so all steps share the same weights. The first step of each candidate must be ``'eager'``: it gives the
-    reference outputs.
+    (steps change models in place), so all steps share the same weights. The first
+    step of each candidate must be ``'eager'``: it gives the reference outputs.
     """
-    from tqdm import tqdm
     entries = []
     generator = torch.Generator().manual_seed(0)
     bar = tqdm(total=sum(len(steps_for(c)) for c in candidates), desc=f'prepare batch {batch_size}',
@@ -209,7 +190,6 @@ def prepare_entries(
 def time_entries(
         entries: Sequence[Entry], rounds: int, progress: bool = True, desc: str = '', clock: str = 'wall') -> None:
     """Call every entry once per round, in :func:`interleaved_order`, recording times and load."""
-    from tqdm import tqdm
     schedule = interleaved_order(len(entries), rounds)
     with torch.inference_mode(), tqdm(total=rounds * len(entries), desc=desc, disable=not progress) as bar:
         for order in schedule:
@@ -271,8 +251,6 @@ def run_benchmark(
     ``rounds[batch_size]`` calls per entry (default 10 at batch 1, 2 otherwise).
     ``candidates`` replaces the :func:`default_candidates` of ``backbones``; ``clock``: see :func:`time_call`.
     """
-    import timm
-    import wae_timm  # noqa: F401  (registers the wae_* and baseline models)
     create = create or (lambda name: timm.create_model(name))
     torch_device = torch.device(device)
     if candidates is None:
@@ -334,142 +312,3 @@ def check_targets(rows: Sequence[TimingRow], targets: Sequence[Target] = TARGETS
                 required=t.required, paper=t.paper, step=r.step, both_same_step=r.speedup_same_step,
                 wae_vs_eager_backbone=r.speedup_vs_eager_backbone, met=r.speedup_same_step >= t.required))
     return results
-
-
-# ----------------------------------------------------------------------------- outputs
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` on Linux), else ``platform.processor()``."""
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(device: str = 'cpu') -> Dict[str, str]:
-    """What the numbers depend on: machine, library versions, threads, load."""
-    import timm
-    env = {
-        'date (UTC)': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M'),
-        'cpu': f'{cpu_model()} ({os.cpu_count()} logical cores)',
-        'torch threads': str(torch.get_num_threads()),
-        'torch': torch.__version__,
-        'timm': timm.__version__,
-        'python': platform.python_version(),
-        'load average (1, 5, 15 min) at the end': ', '.join(f'{v:.2f}' for v in os.getloadavg()),
-    }
-    if device.startswith('cuda') and torch.cuda.is_available():
-        env['gpu'] = torch.cuda.get_device_name(torch.device(device))
-    return env
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return 'n/a' if value != value else f'{value:.2f}'
-    return str(value)
-
-
-def _table(header: Sequence[str], lines: Sequence[Sequence[object]]) -> str:
-    out = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    out += ['| ' + ' | '.join(_fmt(v) for v in line) + ' |' for line in lines]
-    return '\n'.join(out)
-
-
-def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step: str, command: str) -> str:
-    """The markdown report: machine, target check, main table (eager vs optimised), ablation."""
-    parts = ['## Machine', '', _table(['', ''], list(env.items())), '', f'Regenerate: `{command}`', '']
-    targets = check_targets(rows)
-    if targets:
-        parts += ['## Targets (speed-up of the WAE model over its backbone at 224, ratio of medians)', '',
-                  '"both at this step" is the fair ratio: the backbone got the same optimisations. '
-                  '"vs eager backbone" pits the optimised WAE model against the unoptimised backbone.', '',
-                  _table(['model', 'vs', 'batch', 'metric', 'step', 'target', 'paper', 'both at this step',
-                          'vs eager backbone', 'target met (fair)'],
-                         [[t['model'], t['backbone'], t['batch_size'], t['metric'], t['step'], f"{t['required']:.2f}x",
-                           'n/a' if t['paper'] is None else f"{t['paper']:.2f}x", f"{t['both_same_step']:.2f}x",
-                           f"{t['wae_vs_eager_backbone']:.2f}x", 'yes' if t['met'] else 'NO'] for t in targets]), '']
-    for batch_size in sorted({r.batch_size for r in rows}):
-        main = [r for r in rows if r.batch_size == batch_size and r.step in (EAGER, final_step)]
-        if batch_size == 1:
-            header = ['backbone', 'model', 'name', 'input', 'step', 'median ms', 'min ms', 'max ms']
-            values = [lambda r: r.median_ms, lambda r: r.min_ms, lambda r: r.max_ms]
-        else:
-            header = ['backbone', 'model', 'name', 'input', 'step', 'img/s (median)', 'min ms', 'max ms']
-            values = [lambda r: r.throughput_img_s, lambda r: r.min_ms, lambda r: r.max_ms]
-        header += ['speed-up same step', 'speed-up vs eager backbone', 'GFLOPs', 'load']
-        parts += [f'## Batch {batch_size} ({"latency" if batch_size == 1 else "throughput"})', '',
-                  _table(header, [[r.backbone, r.label, r.model, r.input_size, r.step] + [f(r) for f in values]
-                                  + [f'{r.speedup_same_step:.2f}x', f'{r.speedup_vs_eager_backbone:.2f}x',
-                                     r.gflops, r.load_avg_1m] for r in main]), '']
-    ablation = [r for r in rows if r.label in ABLATED_LABELS]
-    if len({r.step for r in ablation}) > 2:
-        parts += ['## Ablation: what each step buys (median ms; speed-up over the same model eager)', '']
-        lines = []
-        for r in ablation:
-            eager = next(e for e in ablation if e.model == r.model and e.batch_size == r.batch_size
-                         and e.step == EAGER and e.backbone == r.backbone)
-            lines.append([r.model, r.batch_size, r.step, r.median_ms, f'{eager.median_ms / r.median_ms:.2f}x',
-                          f'{r.speedup_same_step:.2f}x', f'{r.max_abs_diff:.1e}'])
-        parts += [_table(['model', 'batch', 'step', 'median ms', 'vs own eager', 'WAE / backbone same step',
-                          'max |out - eager out|'], lines), '']
-    return '\n'.join(parts)
-
-
-def plot_cost(rows: Sequence[TimingRow], path: Path, final_step: str) -> None:
-    """PNG: fvcore GFLOPs (x) against measured batch-1 median latency (y), eager and optimised."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for step, marker in ((EAGER, 'o'), (final_step, '^')):
-        points = [r for r in rows if r.batch_size == 1 and r.step == step]
-        for backbone, colour in zip(sorted({r.backbone for r in points}), ('tab:blue', 'tab:orange', 'tab:green')):
-            mine = [r for r in points if r.backbone == backbone]
-            ax.scatter([r.gflops for r in mine], [r.median_ms for r in mine], marker=marker, color=colour,
-                       label=f'{backbone} family, {step}')
-            for r in mine:
-                ax.annotate(f'{r.label}', (r.gflops, r.median_ms), fontsize=7, xytext=(3, 3),
-                            textcoords='offset points')
-    ax.set_xscale('log')
-    ax.set_yscale('log')
-    ax.set_xlabel('fvcore GFLOPs at batch 1 (1 multiply-add = 1 FLOP)')
-    ax.set_ylabel('median batch-1 latency (ms)')
-    ax.set_title('Cost: FLOPs vs measured latency')
-    ax.grid(True, which='both', alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def result_paths(out_dir: Path, name: str) -> Dict[str, Path]:
-    """Where :func:`write_results` puts the CSV, markdown and PNG called ``name``."""
-    return {ext: out_dir / f'{name}.{ext}' for ext in ('csv', 'md', 'png')}
-
-
-def check_writable(out_dir: Path, name: str, overwrite: bool) -> Dict[str, Path]:
-    """The result paths for ``name``; raises if any exists and ``overwrite`` is False (call before a long run)."""
-    paths = result_paths(out_dir, name)
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f'{", ".join(existing)} already exist; pass overwrite=True (--overwrite) to replace them')
-    return paths
-
-
-def write_results(
-        rows: Sequence[TimingRow], out_dir: Path, name: str, env: Dict[str, str], final_step: str,
-        command: str, overwrite: bool = False) -> Dict[str, Path]:
-    """Write ``name``.csv / .md / .png under ``out_dir``; refuses to replace existing files unless ``overwrite``."""
-    paths = check_writable(out_dir, name, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(paths['csv'], 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: f'{v:.4g}' if isinstance(v, float) else v for k, v in asdict(r).items()})
-    header = '# Speed benchmark\n\n'
-    paths['md'].write_text(header + markdown_summary(rows, env, final_step, command) + '\n')
-    plot_cost(rows, paths['png'], final_step)
-    return paths

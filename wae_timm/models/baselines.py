@@ -1,45 +1,28 @@
-"""timm registry entries for the paper's baselines (Chen et al., AAAI 2018, Tables 1-3).
+"""timm registry entries for the paper's baselines (Chen et al., AAAI 2018, Tables 2 and 3).
 
-Each baseline is the WAE model of the same backbone (same branches, same
-heads, so comparisons are fair) with one thing changed:
-
-==========================  ======================  ==========================================================
-name                        paper                   change from ``wae_<backbone>``
-==========================  ======================  ==========================================================
-``wavelet_cnn_<b>``         Wavelet+CNN             CDF 9/7 DWT front end: cA -> backbone, cH, cV, cD -> fusion
-``ca_only_wavelet_<b>``     cA (Table 3)            CDF 9/7 cA only, no fusion branch
-``decomposition_cnn_<b>``   Decomposition+CNN       no decoder: the encoder learns from the classification loss
-``low_only_wae_<b>``        I_L (Table 3)           no fusion branch: scores are s_L
-``half_res_<b>``            I_R (Table 3)           the image resized to half resolution, no fusion branch
-==========================  ======================  ==========================================================
-
-for ``<b>`` in vgg16, resnet18, resnet50. The reference for all of them is
-the plain timm backbone at 224 (``timm.create_model('resnet50')``). Names do
-not start with ``wae_`` so that ``timm.list_models('wae_*')`` lists the WAE
-models only.
+Each baseline of :data:`wae_timm.models.comparison.COMPARISON` (Wavelet+CNN,
+cA, Decomposition+CNN, I_L only, I_R) is the WAE model of the same backbone
+(same branches, same heads, so comparisons are fair) with the method's
+``wrapper_changes``, registered as ``<key>_<backbone>`` for ``<backbone>`` in
+vgg16, resnet18, resnet50: ``wavelet_cnn_resnet50``, ``half_res_vgg16``, ...
+The reference for all of them is the plain timm backbone at 224
+(``timm.create_model('resnet50')``).
 """
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
 
 from timm.models import generate_default_cfgs, get_pretrained_cfg_value, register_model
 
-from .wae import WAE_MODEL_ARGS, build_wrapper, wrapper_cfg
-from .wae import WAEWrapper
+from .comparison import baseline_methods
+from .wae import WAE_MODEL_ARGS, WAEWrapper, build_wrapper, wrapper_cfg
 
 __all__ = ['BASELINE_MODEL_ARGS', 'BASELINE_CHANGES', 'BASELINE_BACKBONES']
 
-# the WAEWrapper arguments that turn a WAE model into each baseline
-BASELINE_CHANGES: Dict[str, Dict[str, Any]] = {
-    'wavelet_cnn': dict(decomposition='wavelet'),
-    'ca_only_wavelet': dict(decomposition='wavelet', fusion=False),
-    'decomposition_cnn': dict(with_decoder=False),
-    'low_only_wae': dict(fusion=False),
-    'half_res': dict(decomposition='resize', fusion=False),
-}
+# the WAEWrapper arguments that turn a WAE model into each baseline, by registry prefix
+BASELINE_CHANGES: Dict[str, Dict[str, Any]] = {m.key: dict(m.wrapper_changes) for m in baseline_methods()}
 BASELINE_BACKBONES = ('vgg16', 'resnet18', 'resnet50')
 
 
-
-def _baseline_args(backbone: str, changes: Dict[str, Any]) -> Dict[str, Any]:
+def _baseline_args(backbone: str, changes: Mapping[str, Any]) -> Dict[str, Any]:
     args = dict(WAE_MODEL_ARGS[f'wae_{backbone}'], **changes)
     if not args.get('fusion', True):
         args.pop('fusion_hidden', None)  # no fusion head to shape
@@ -47,8 +30,8 @@ def _baseline_args(backbone: str, changes: Dict[str, Any]) -> Dict[str, Any]:
 
 
 BASELINE_MODEL_ARGS: Dict[str, Dict[str, Any]] = {
-    f'{kind}_{backbone}': _baseline_args(backbone, changes)
-    for kind, changes in BASELINE_CHANGES.items() for backbone in BASELINE_BACKBONES
+    method.model_name(backbone): _baseline_args(backbone, method.wrapper_changes)
+    for method in baseline_methods() for backbone in BASELINE_BACKBONES
 }
 
 

@@ -17,6 +17,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 import torch.nn as nn
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..experiments.tables import markdown_table
 from ..models.pretrained import PretrainedTag
 
 __all__ = ['render_model_card', 'write_model_cards', 'result_rows', 'ACCURACY_RESULTS', 'SPEED_RESULTS']
@@ -70,9 +71,7 @@ def _cell(value: str) -> str:
 
 def _table(rows: List[Dict[str, str]]) -> str:
     keys = [k for k in _SHOWN_COLUMNS if k in rows[0]] or list(rows[0])
-    lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
-    lines += ['| ' + ' | '.join(_cell(str(r.get(k, ''))) for k in keys) + ' |' for r in rows]
-    return '\n'.join(lines)
+    return markdown_table(keys, [[_cell(str(r.get(k, ''))) for k in keys] for r in rows])
 
 
 def _latency_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag) -> str:
