@@ -30,7 +30,7 @@ import timm
 import torch
 import torch.nn as nn
 from torch.export import Dim
-from torch.onnx.errors import OnnxExporterError, SymbolicValueError, UnsupportedOperatorError
+from torch.onnx.errors import UnsupportedOperatorError
 
 import wae_timm  # noqa: F401  (registers the models)
 from wae_timm.models.baselines import BASELINE_MODEL_ARGS

@@ -13,7 +13,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import wae_timm  # noqa: F401  (registers the models)
 from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights, transform_loss
 from wae_timm.data import FashionMNIST, ResumableSampler, find_photographs
-from wae_timm.train import STAGE1_RECIPES, Stage1Recipe, atomic_write, create_autoencoder_optimizer, evaluate, \
+from wae_timm.files import atomic_write
+from wae_timm.train import STAGE1_RECIPES, Stage1Recipe, create_autoencoder_optimizer, evaluate, \
     paper_loss, save_wae, train_autoencoder, train_one_epoch
 
 pytestmark = pytest.mark.usefixtures('single_threaded_torch')

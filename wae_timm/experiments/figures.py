@@ -22,6 +22,7 @@ import torch.nn as nn
 from safetensors import safe_open
 
 from ..layers.autoencoder import WAE_PREFIX, WaveletLikeAutoEncoder, load_wae_weights, strip_wae_prefix
+from ..files import refuse_to_overwrite
 
 __all__ = ['contrast_stretch', 'load_front_end', 'decomposition_panels', 'render_decomposition_figure',
            'COLUMNS', 'PANEL_INCHES', 'FIGURE_DPI']
@@ -120,8 +121,7 @@ def render_decomposition_figure(
     path = Path(path)
     if path.suffix.lower() != '.png':
         raise ValueError(f'the figure is written as PNG: give a path ending in .png, got {path}')
-    if path.exists() and not overwrite:
-        raise FileExistsError(f'{path} exists: pass overwrite=True (--overwrite) to replace it')
+    refuse_to_overwrite([path], overwrite)
     rows = [(label, panels) for label, front_end in front_ends
             for panels in decomposition_panels(front_end, images, mean, std)]
     fig, axes = plt.subplots(

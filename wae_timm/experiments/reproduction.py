@@ -44,7 +44,7 @@ from .reproduction_setup import INPUT_SIZE, NUM_CLASSES, ROWS, ReproductionConfi
 from ..data import FashionMNIST
 from ..layers.autoencoder import WaveletLikeAutoEncoder
 from ..train import autoencoder_loss, evaluate, fit, paper_loss, save_wae, train_one_epoch
-from ..train.checkpoint import atomic_write
+from ..files import atomic_write, refuse_to_overwrite
 from ..models.wae import WAEWrapper
 
 __all__ = [
@@ -260,12 +260,6 @@ def _select_rows(names: Optional[Sequence[str]]) -> List[RowSpec]:
     return [r for r in ROWS if r in selected]  # parents train first
 
 
-def _check_outputs_free(paths: Sequence[Path], overwrite: bool) -> None:
-    taken = [str(p) for p in paths if p.exists()]
-    if taken and not overwrite:
-        raise FileExistsError(f'would overwrite {taken}: pass overwrite=True (--overwrite) or choose other '
-                              'directories')
-
 
 def run_reproduction(
         config: ReproductionConfig,
@@ -287,7 +281,7 @@ def run_reproduction(
     files = {name: results_dir / filename for name, filename in RESULT_FILES.items()}
     checkpoints = {row.key: checkpoint_dir / f'fashion_mnist_{row.key}.safetensors' for row in rows}
     wae_path = checkpoint_dir / 'fashion_mnist_wae_stage1.safetensors'
-    _check_outputs_free([*files.values(), *checkpoints.values(), wae_path], overwrite)
+    refuse_to_overwrite([*files.values(), *checkpoints.values(), wae_path], overwrite)
 
     test_indices = None if config.test_images is None else list(range(config.test_images))
     test_set = FashionMNIST('test', normalize=False, indices=test_indices)

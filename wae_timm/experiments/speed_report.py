@@ -14,6 +14,7 @@ import torch
 
 from .speed import ABLATED_LABELS, EAGER, TimingRow, check_targets
 from .tables import markdown_table
+from ..files import refuse_to_overwrite
 
 __all__ = ['cpu_model', 'environment', 'markdown_summary', 'plot_cost', 'result_paths', 'check_writable',
            'write_results']
@@ -131,9 +132,7 @@ def result_paths(out_dir: Path, name: str) -> Dict[str, Path]:
 def check_writable(out_dir: Path, name: str, overwrite: bool) -> Dict[str, Path]:
     """The result paths for ``name``; raises if any exists and ``overwrite`` is False (call before a long run)."""
     paths = result_paths(out_dir, name)
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f'{", ".join(existing)} already exist; pass overwrite=True (--overwrite) to replace them')
+    refuse_to_overwrite(paths.values(), overwrite)
     return paths
 
 

@@ -29,7 +29,6 @@ from typing import Any, Dict, Final, List, NamedTuple, Optional, Sequence, Set, 
 import torch
 import torch.fx
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch.utils.checkpoint import checkpoint

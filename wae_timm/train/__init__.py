@@ -8,7 +8,7 @@
 - :mod:`.distillation`: knowledge distillation from a full-resolution teacher;
 - :mod:`.distributed`: torchrun / DDP.
 """
-from .checkpoint import SUMMARY_CSV, Checkpointer, TrainState, atomic_write, check_fresh_output, read_train_state
+from .checkpoint import SUMMARY_CSV, Checkpointer, TrainState, check_fresh_output, read_train_state
 from .distillation import create_teacher, distillation_loss_fn, resolve_distillation_weights
 from .distributed import DistributedContext, TrainingForward, cleanup_distributed, init_distributed, unwrap, wrap_ddp
 from .engine import evaluate, fit, train_one_epoch

@@ -5,15 +5,15 @@ it with ``os.replace``, so a run killed while saving leaves the previous
 checkpoint intact. Checkpoints load with ``torch.load(weights_only=True)``:
 they hold tensors, numbers, strings and lists only.
 """
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ..files import atomic_write, refuse_to_overwrite
 from .distributed import unwrap
 
 __all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
@@ -28,20 +28,6 @@ class TrainState:
     epoch: int = 0
     step_in_epoch: int = 0
     num_updates: int = 0
-
-
-def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
-    """Run ``write(temporary_path)``, then move the result to ``path`` in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try:
-        write(str(temporary))
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return path
 
 
 class Checkpointer:
@@ -133,8 +119,8 @@ def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: boo
     if checkpoint.is_file():
         raise FileExistsError(f'{checkpoint} exists (a run was started there): pass --resume to continue it '
                               'or --overwrite to start again')
-    if final_output is not None and Path(final_output).exists():
-        raise FileExistsError(f'{final_output} exists: pass --overwrite to replace it')
+    if final_output is not None:
+        refuse_to_overwrite([final_output], overwrite)
 
 
 def read_train_state(directory: Union[str, Path]) -> TrainState:

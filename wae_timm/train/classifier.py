@@ -30,7 +30,8 @@ from torch.utils.data import Dataset
 
 from ..data import FashionMNIST, create_eval_loader, create_image_dataset, create_train_loader, paper_crop_transform
 from ..models.wae import WAEWrapper
-from .checkpoint import SUMMARY_CSV, Checkpointer, atomic_write, check_fresh_output, read_train_state
+from ..files import atomic_write
+from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, read_train_state
 from .distillation import create_teacher, distillation_loss_fn
 from .distributed import DistributedContext, init_distributed, wrap_ddp
 from .engine import fit

@@ -7,7 +7,7 @@
 Both follow one signature, ``loss_fn(model, x, y) -> (loss, metrics)``, with
 ``metrics`` a dict of Python floats for logging, so one training loop serves
 every stage. ``model`` may be wrapped by ``DistributedDataParallel``: the
-DDP module must then be built around :class:`TrainingForward`, so that the
+DDP module must then be built around :class:`~wae_timm.train.distributed.TrainingForward`, so that the
 forward DDP sees is the one returning every score (see :func:`paper_loss`).
 """
 from typing import Callable, Dict, Optional, Tuple, Union
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..layers.autoencoder import WaveletLikeAutoEncoder, transform_loss
 from ..models.wae import WAEOutput, WAEWrapper
-from .distributed import TrainingForward, unwrap
+from .distributed import unwrap
 
 __all__ = ['LossFn', 'paper_loss', 'paper_loss_from_output', 'model_scores', 'autoencoder_loss']
 

@@ -24,7 +24,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ..layers.autoencoder import WaveletLikeAutoEncoder
-from .checkpoint import Checkpointer, atomic_write
+from ..files import atomic_write, refuse_to_overwrite
+from .checkpoint import Checkpointer
 from .engine import fit
 from .distributed import unwrap
 from .losses import autoencoder_loss
@@ -186,8 +187,7 @@ def save_wae(wae: nn.Module, path: Union[str, Path], overwrite: bool = False) ->
     path = Path(path)
     if path.suffix != '.safetensors':
         raise ValueError(f'WAE weights are saved as .safetensors, got {path}')
-    if path.exists() and not overwrite:
-        raise FileExistsError(f'{path} exists: pass overwrite=True (--overwrite) to replace it')
+    refuse_to_overwrite([path], overwrite)
     inner = unwrap(wae)
     state = {k: v.detach().contiguous().cpu() for k, v in inner.state_dict().items()}
     metadata = {'format': 'pt', 'model': type(inner).__name__, 'in_chans': str(inner.in_chans)}
