@@ -80,3 +80,14 @@ def test_training_on_photographs_follows_the_photos_recipe():
     assert not wae.training and [h['steps'] for h in history] == [2, 2]
     assert history[0]['lr'] == pytest.approx(recipe.lr)  # Adam, cosine decay per epoch
     assert history[1]['lr'] == pytest.approx((recipe.lr + recipe.min_lr) / 2)
+
+
+@pytest.mark.parametrize('weights', sorted(SHIPPED_WEIGHTS_DIR.glob('*.safetensors')), ids=lambda p: p.stem)
+def test_every_shipped_weight_file_loads_into_every_model_form(weights):
+    """State-dict keys are part of the product: each shipped file loads by name, strictly, with or without
+    the optional parts (decoder, I_H)."""
+    shipped = load_file(weights)
+    for kwargs in (dict(), dict(with_decoder=True), dict(fusion=False)):
+        model = WAEWrapper('resnet18', num_classes=3, wae_weights=weights.stem, **kwargs)
+        for name, value in model.wae.state_dict().items():
+            assert torch.equal(value, shipped[name]), (weights.name, kwargs, name)

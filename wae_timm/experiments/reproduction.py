@@ -41,6 +41,7 @@ from .flops import count_flops, parameter_count
 from .noise import NoisyTestSet
 from .reproduction_report import format_markdown
 from .reproduction_setup import INPUT_SIZE, NUM_CLASSES, ROWS, ReproductionConfig, RowSpec
+from .speed import time_call
 from ..data import FashionMNIST
 from ..layers.autoencoder import WaveletLikeAutoEncoder
 from ..train import autoencoder_loss, evaluate, fit, paper_loss, save_wae, train_one_epoch
@@ -160,9 +161,7 @@ def measure_latency(
             model(x)
     for _ in range(repeats):
         for name, model in models.items():
-            start = time.perf_counter()
-            model(x)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(time_call(model, x))
     for name, model in models.items():
         model.train(modes[name])
     return {name: 1000. * min(t) for name, t in times.items()}

@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import state_dict_mismatch
+
 __all__ = [
     'WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss', 'load_wae_weights', 'optional_part_keys',
     'strip_wae_prefix', 'SHIPPED_WEIGHTS_DIR', 'WAE_PREFIX',
@@ -276,11 +278,7 @@ def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> N
     surplus, kept = optional_part_keys(wae, state)
     state = {k: v for k, v in state.items() if k not in surplus}
     expected = {k: v for k, v in wae.state_dict().items() if k not in kept}
-    missing = sorted(expected.keys() - state.keys())
-    unexpected = sorted(state.keys() - expected.keys())
-    mismatched = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            f'{path} is not a checkpoint of this WAE: missing {missing[:4]}, unexpected {unexpected[:4]}, '
-            f'shape mismatch {mismatched[:4]}')
+    problem = state_dict_mismatch(expected, state)
+    if problem:
+        raise ValueError(f'{path} is not a checkpoint of this WAE: {problem}')
     wae.load_state_dict(state)

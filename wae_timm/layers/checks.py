@@ -1,8 +1,10 @@
-"""Input checks: cheap shape/dtype checks inside the model, finiteness checks where data enters tools."""
+"""Checks: cheap shape/dtype checks inside the model, finiteness where data enters tools, state-dict fit."""
+from typing import Collection, Mapping
+
 import torch
 from timm.layers import register_notrace_function
 
-__all__ = ['MIN_INPUT_SIZE', 'check_image_batch', 'check_finite']
+__all__ = ['MIN_INPUT_SIZE', 'check_image_batch', 'check_finite', 'state_dict_mismatch']
 
 MIN_INPUT_SIZE = 32
 
@@ -42,3 +44,24 @@ def check_finite(batch: torch.Tensor, where: str) -> torch.Tensor:
         bad = (~finite).flatten(1).any(dim=1).nonzero().flatten().tolist()
         raise ValueError(f'{where}: non-finite values (NaN/Inf) in sample(s) {bad[:10]} of the batch')
     return batch
+
+
+def state_dict_mismatch(
+        expected: Mapping[str, torch.Tensor],
+        found: Mapping[str, torch.Tensor],
+        adaptable: Collection[str] = (),
+        optional: Collection[str] = (),
+) -> str:
+    """What keeps ``found`` from loading where ``expected`` is ('' if nothing), for error messages.
+
+    ``adaptable`` keys may change shape; ``optional`` keys may be missing on either side.
+    """
+    missing = sorted(expected.keys() - found.keys() - set(optional))
+    unexpected = sorted(found.keys() - expected.keys() - set(optional))
+    reshaped = sorted(
+        f'{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}'
+        for k in expected.keys() & found.keys() if k not in adaptable and found[k].shape != expected[k].shape)
+    if not (missing or unexpected or reshaped):
+        return ''
+    return (f'{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, '
+            f'{len(reshaped)} with other shapes {reshaped[:3]}')

@@ -20,7 +20,7 @@ name neither the file nor the model; :func:`explain_load_errors` and
 """
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -31,11 +31,12 @@ from timm.models import resolve_pretrained_cfg
 
 from ..data.fashion_mnist import FASHION_MNIST_CLASSES
 from ..layers.autoencoder import WaveletLikeAutoEncoder, optional_part_keys
+from ..layers.checks import state_dict_mismatch
 
 __all__ = [
     'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag',
     'build_tags', 'pretrained_cfgs', 'WeightsSource', 'prepare_pretrained',
-    'checkpoint_filter', 'explain_load_errors', 'state_dict_mismatch', 'drop_decoder',
+    'checkpoint_filter', 'explain_load_errors', 'drop_decoder',
     'NoPretrainedWeightsError', 'MissingWeightsError', 'CorruptWeightsError', 'CheckpointMismatchError',
 ]
 
@@ -232,30 +233,6 @@ def _adaptable_keys(model: nn.Module) -> set:
 def drop_decoder(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """A model's state dict without the WAE decoder (used by the transform loss only)."""
     return {k: v for k, v in state_dict.items() if not k.startswith(DECODER_PREFIX)}
-
-
-def state_dict_mismatch(
-        expected: Mapping[str, torch.Tensor],
-        found: Mapping[str, torch.Tensor],
-        adaptable: Collection[str] = (),
-        optional: Collection[str] = (),
-) -> str:
-    """What keeps ``found`` from loading where ``expected`` is ('' if nothing).
-
-    ``adaptable`` keys may change shape; ``optional`` keys may be missing on either side.
-    """
-    missing = sorted(expected.keys() - found.keys() - set(optional))
-    unexpected = sorted(found.keys() - expected.keys() - set(optional))
-    reshaped = sorted(
-        f'{k} {tuple(found[k].shape)} vs {tuple(expected[k].shape)}'
-        for k in expected.keys() & found.keys() if k not in adaptable and found[k].shape != expected[k].shape)
-    if not (missing or unexpected or reshaped):
-        return ''
-    hint = ''
-    if missing and all(k.startswith(DECODER_PREFIX) for k in missing):
-        hint = ' The checkpoint has no WAE decoder: build the model with with_decoder=False.'
-    return (f'{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, '
-            f'{len(reshaped)} with other shapes {reshaped[:3]}.{hint}')
 
 
 def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor], nn.Module], Dict[str, torch.Tensor]]:

@@ -30,7 +30,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-from ..models.pretrained import PretrainedTag, drop_decoder, state_dict_mismatch
+from ..layers.checks import state_dict_mismatch
+from ..models.pretrained import PretrainedTag, drop_decoder
 
 __all__ = [
     'read_checkpoint', 'strip_training_state', 'build_for_export', 'export_folder', 'export_checkpoint',
