@@ -37,7 +37,7 @@ def _freeze_with_jit(model: nn.Module) -> torch.jit.ScriptModule:
 
 
 def _compile(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    import torch._inductor.config as inductor_config
+    import torch._inductor.config as inductor_config  # inductor loads only for the compile backend
     # weights become constants the compiler can prepack, as with jit freezing
     inductor_config.freezing = True
     return torch.compile(model, dynamic=False)

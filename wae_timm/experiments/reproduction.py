@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -38,6 +38,7 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 
 from .flops import count_flops, parameter_count
+from .figures import render_decomposition_figure
 from .noise import NoisyTestSet
 from .reproduction_report import format_markdown
 from .reproduction_setup import INPUT_SIZE, NUM_CLASSES, ROWS, ReproductionConfig, RowSpec
@@ -128,8 +129,6 @@ def train_classifier(
 
 def train_stage1_wae(loader: DataLoader, config: ReproductionConfig, progress: bool = True):
     """Stage 1: a fresh WAE trained by the ``fashion_mnist`` stage-1 recipe with ``config``'s ``wae_*`` settings."""
-    from dataclasses import replace
-    from ..layers.autoencoder import WaveletLikeAutoEncoder
     from ..train.stage1 import STAGE1_RECIPES, train_autoencoder
     recipe = replace(STAGE1_RECIPES['fashion_mnist'], lr=config.wae_lr, epochs=config.wae_epochs,
                      batch_size=config.wae_batch_size)
@@ -273,7 +272,6 @@ def run_reproduction(
 
     Returns ``dict(records=[...], noise=[...], files={...})``.
     """
-    from .figures import render_decomposition_figure
     start_time = time.perf_counter()
     results_dir, checkpoint_dir = Path(results_dir), Path(checkpoint_dir)
     rows = _select_rows(config.rows)

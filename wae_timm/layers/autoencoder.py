@@ -30,6 +30,8 @@ from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tup
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from .checks import state_dict_mismatch
 
@@ -267,8 +269,6 @@ def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> N
     The encoder must be complete; the optional parts follow the module's load
     rule (present in the file but not in ``wae``: ignored; the reverse: kept).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     path = _resolve_weights(source)
     try:
         state = load_file(str(path))

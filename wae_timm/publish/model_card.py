@@ -14,9 +14,11 @@ import csv
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
+import timm
 import torch.nn as nn
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..experiments.flops import count_flops, parameter_count
 from ..experiments.tables import markdown_table
 from ..models.pretrained import PretrainedTag
 
@@ -96,8 +98,6 @@ def _results_section(results_dir: PathLike, patterns: Sequence[str], tag: Pretra
 
 
 def _size_section(tag: PretrainedTag, model: nn.Module) -> str:
-    import timm
-    from ..experiments.flops import count_flops, parameter_count
     input_size = tuple(model.pretrained_cfg['input_size'])
     backbone = timm.create_model(model.backbone_name, num_classes=model.num_classes)
     wae_flops = count_flops(model, input_size).total / 1e9
@@ -156,7 +156,6 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
     accuracy of this checkpoint's results row, when measured, also goes into
     its ``model-index`` (``EvalResult``).
     """
-    import timm
     model = timm.create_model(tag.name, with_decoder=False)
     cfg, backbone = model.pretrained_cfg, model.backbone_name
     c, h, w = cfg['input_size']

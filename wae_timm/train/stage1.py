@@ -21,6 +21,8 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
+from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch.utils.data import DataLoader
 
 from ..layers.autoencoder import WaveletLikeAutoEncoder
@@ -114,7 +116,6 @@ def create_autoencoder_optimizer(wae: nn.Module, recipe: Union[str, Stage1Recipe
 
     Returns ``(optimizer, scheduler)``; the scheduler is None for a constant learning rate.
     """
-    from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
     recipe = resolve_stage1_recipe(recipe)
     if recipe.optimizer == 'sgd':
         optimizer = torch.optim.SGD(
@@ -183,7 +184,6 @@ def save_wae(wae: nn.Module, path: Union[str, Path], overwrite: bool = False) ->
     The file loads with :func:`wae_timm.layers.autoencoder.load_wae_weights` and with
     ``WAEWrapper(wae_weights=path)``. Refuses to replace an existing file unless ``overwrite``.
     """
-    from safetensors.torch import save_file
     path = Path(path)
     if path.suffix != '.safetensors':
         raise ValueError(f'WAE weights are saved as .safetensors, got {path}')
