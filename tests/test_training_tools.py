@@ -168,3 +168,28 @@ def test_two_process_gloo_ddp_run_keeps_replicas_identical(tmp_path):
         if 'running_' in name:
             continue  # BatchNorm statistics are per process (timm's --dist-bn is not the paper's)
         assert torch.allclose(value, rank1[name], atol=1e-6), name
+
+
+def _image_tree(root: Path, splits) -> Path:
+    """``splits``: split -> class -> number of 8x8 images (0: an empty class folder)."""
+    for split, classes in splits.items():
+        for name, count in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                Image.new('RGB', (8, 8), (index * 40, 0, 0)).save(folder / f'{index}.png')
+    return root
+
+
+@pytest.mark.parametrize('train_counts, val_counts, split, message', [
+    ({'a': 2, 'b': 2, 'c': 2}, {'a': 1, 'b': 0, 'c': 1}, 'validation', r"missing \(no folder or no images\): \['b'\]"),
+    ({'a': 2, 'b': 0, 'c': 2}, {'a': 1, 'b': 1, 'c': 1}, 'validation', r"not in the training split: \['b'\]"),
+])
+def test_trainer_refuses_splits_with_different_classes(tmp_path, train_counts, val_counts, split, message):
+    data = _image_tree(tmp_path / 'data', {'train': train_counts, 'validation': val_counts})
+    cfg = _tiny_config(tmp_path / 'run', dataset='', data_dir=str(data), img_size=32, epochs=1, batch_size=2,
+                       train_samples=None, val_samples=None)
+    with pytest.raises(ValueError, match=message) as error:
+        train_classifier(cfg)
+    assert str(data / split) in str(error.value)
+    assert not (tmp_path / 'run').exists()

@@ -28,7 +28,8 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import random_seed, update_summary
 from torch.utils.data import Dataset
 
-from ..data import FashionMNIST, create_eval_loader, create_image_dataset, create_train_loader, paper_crop_transform
+from ..data import FashionMNIST, create_eval_loader, create_image_dataset, create_train_loader, dataset_class_to_idx, \
+    paper_crop_transform
 from ..models.wae import WAEWrapper
 from ..files import atomic_write
 from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, read_train_state
@@ -154,7 +155,9 @@ def _create_datasets(cfg: ClassifierTrainConfig) -> Tuple[Dataset, Dataset]:
     if not cfg.data_dir:
         raise ValueError('give data_dir (an image folder with train/validation splits) or dataset="fashion_mnist"')
     train = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.train_split)
-    evaluation = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.val_split, is_training=False)
+    # one class map, the training split's: a split with other classes would be labelled with the wrong indices
+    evaluation = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.val_split, is_training=False,
+                                      class_to_idx=dataset_class_to_idx(train))
     return train, evaluation
 
 
