@@ -193,3 +193,17 @@ def test_trainer_refuses_splits_with_different_classes(tmp_path, train_counts, v
         train_classifier(cfg)
     assert str(data / split) in str(error.value)
     assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('splits, flag, folder', [
+    ({'validation': {'a': 1, 'b': 1}}, 'train_split', 'train'),
+    ({'train': {'a': 2, 'b': 2}}, 'val_split', 'validation'),
+])
+def test_trainer_refuses_a_missing_split_folder(tmp_path, splits, flag, folder):
+    data = _image_tree(tmp_path / 'data', splits)
+    cfg = _tiny_config(tmp_path / 'run', dataset='', data_dir=str(data), img_size=32, epochs=1, batch_size=2,
+                       train_samples=None, val_samples=None)
+    with pytest.raises(FileNotFoundError, match=flag) as error:
+        train_classifier(cfg)
+    assert f'{data / folder} does not exist' in str(error.value)
+    assert not (tmp_path / 'run').exists()

@@ -51,6 +51,7 @@ def create_image_dataset(
         repeats: int = 1,
         is_training: bool = True,
         class_to_idx: Optional[Mapping[str, int]] = None,
+        require_split: bool = False,
 ) -> Dataset:
     """A timm dataset over one or several image folders, with ``transform`` applied to every image.
 
@@ -62,6 +63,9 @@ def create_image_dataset(
         class_to_idx: the class map of another split (the training one): this split must have exactly
             these classes, else ``ValueError`` naming the folder and the differing classes (a class
             folder without images counts as missing).
+        require_split: a folder root must have the ``split`` sub-folder (or one of timm's synonyms of
+            it, e.g. ``val`` for ``validation``); without it, ``FileNotFoundError`` naming the folder
+            instead of reading the root itself (whose split folders would become the classes).
     """
     from timm.data import create_dataset
     roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
@@ -71,6 +75,8 @@ def create_image_dataset(
     for root in roots:
         if not dataset and not Path(root).exists():
             raise FileNotFoundError(f'image folder {root} does not exist')
+        if require_split and not dataset and Path(root).is_dir():
+            _check_split_folder(Path(root), split)
         part = create_dataset(dataset, root=str(root), split=split, is_training=is_training)
         if len(part) == 0:
             raise ValueError(f'no images found under {root}')
@@ -90,6 +96,13 @@ def dataset_class_to_idx(dataset: Dataset) -> Optional[Dict[str, int]]:
         dataset = dataset.datasets[0]
     class_to_idx = getattr(getattr(dataset, 'reader', None), 'class_to_idx', None)
     return dict(class_to_idx) if class_to_idx is not None else None
+
+
+def _check_split_folder(root: Path, split: str) -> None:
+    from timm.data.dataset_factory import _search_split  # timm's rule: <root>/<split>, else a synonym of it
+    if Path(_search_split(str(root), split)) == root:
+        raise FileNotFoundError(f'split folder {root / split.split("[")[0]} does not exist: expected '
+                                f'{root}/{split}/<class>/<images> (check the split name and the data folder)')
 
 
 def _check_same_classes(dataset: Dataset, expected: Mapping[str, int], root: Union[str, Path], split: str) -> None:

@@ -154,10 +154,16 @@ def _create_datasets(cfg: ClassifierTrainConfig) -> Tuple[Dataset, Dataset]:
         return FashionMNIST('train', hflip=cfg.hflip > 0), FashionMNIST('test')
     if not cfg.data_dir:
         raise ValueError('give data_dir (an image folder with train/validation splits) or dataset="fashion_mnist"')
-    train = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.train_split)
-    # one class map, the training split's: a split with other classes would be labelled with the wrong indices
-    evaluation = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.val_split, is_training=False,
-                                      class_to_idx=dataset_class_to_idx(train))
+    try:
+        train = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.train_split, require_split=True)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f'train_split (--train-split) {cfg.train_split!r}: {err}') from err
+    try:
+        # one class map, the training split's: a split with other classes would be labelled with the wrong indices
+        evaluation = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.val_split, is_training=False,
+                                          class_to_idx=dataset_class_to_idx(train), require_split=True)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f'val_split (--val-split) {cfg.val_split!r}: {err}') from err
     return train, evaluation
 
 
