@@ -207,3 +207,21 @@ def test_trainer_refuses_a_missing_split_folder(tmp_path, splits, flag, folder):
         train_classifier(cfg)
     assert f'{data / folder} does not exist' in str(error.value)
     assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('overwrite', [False, True])
+def test_train_cli_refuses_a_folder_that_is_not_a_run_and_an_empty_output(tmp_path, monkeypatch, overwrite):
+    users = tmp_path / 'mine'
+    users.mkdir()
+    (users / 'config.json').write_text('{"mine": 1}')
+    (users / 'summary.csv').write_text('my,table\n')
+    argv = ['train', '--dataset', 'fashion_mnist', '--model', 'wae_resnet18', '--epochs', '1', '--device', 'cpu',
+            '--train-samples', '16', '--val-samples', '8', '-b', '8', '-j', '0', '--max-updates', '1',
+            '--no-progress', *(['--overwrite'] if overwrite else [])]
+    with pytest.raises(FileExistsError, match=rf'{users} is not empty \(config.json, summary.csv\)'):
+        cli_main([*argv, '--output', str(users)])
+    assert (users / 'config.json').read_text() == '{"mine": 1}' and (users / 'summary.csv').read_text() == 'my,table\n'
+    monkeypatch.chdir(users)
+    with pytest.raises(ValueError, match=r'--output\) is empty'):
+        cli_main([*argv, '--output', ''])
+    assert sorted(p.name for p in users.iterdir()) == ['config.json', 'summary.csv']

@@ -96,17 +96,31 @@ class Checkpointer:
 
 
 def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: bool,
-                       final_output: Optional[Union[str, Path]] = None, clear: bool = False) -> None:
-    """Refuse to start a run over another one's results.
+                       final_output: Optional[Union[str, Path]] = None, clear: bool = False,
+                       primary: bool = True) -> None:
+    """Refuse to start a run over another one's results, or in a folder that is not a run.
 
     Raises unless ``directory`` holds no checkpoint (and ``final_output``, the
     file a finished run writes, does not exist), or the user asked to
-    ``resume`` that run or to ``overwrite`` it. With ``overwrite`` and
-    ``clear`` (the primary process), the old run's checkpoint and
-    ``summary.csv`` are removed so that nothing of it mixes into the new one.
+    ``resume`` that run or to ``overwrite`` it. A non-empty ``directory``
+    without a checkpoint is not a run of this tool (a user's folder): it is
+    refused even with ``overwrite``, as is an empty path (the current folder).
+    Only the ``primary`` process looks at the folder's other files (the others
+    may already see its first writes). With ``overwrite`` and ``clear`` (the
+    primary process), the old run's checkpoint and ``summary.csv`` are removed
+    so that nothing of it mixes into the new one.
     """
+    if not str(directory).strip():
+        raise ValueError('the run folder (--output) is empty: give a new or empty folder for the run')
     directory = Path(directory)
     checkpoint = directory / LAST_CHECKPOINT
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f'run folder (--output) {directory} exists and is not a folder')
+    if primary and not checkpoint.is_file() and directory.is_dir() and any(directory.iterdir()):
+        found = sorted(p.name for p in directory.iterdir())
+        shown = ', '.join(found[:5]) + (', ...' if len(found) > 5 else '')
+        raise FileExistsError(f'run folder (--output) {directory} is not empty ({shown}) and holds no run of this '
+                              f'tool (no {LAST_CHECKPOINT}): give a new or empty folder')
     if resume:
         if not checkpoint.is_file():
             raise FileNotFoundError(f'--resume: no checkpoint at {checkpoint}')

@@ -190,7 +190,8 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
     output = Path(cfg.output)
     final = output / 'model.safetensors'
     context = context or init_distributed(cfg.device)
-    check_fresh_output(output, cfg.resume, cfg.overwrite, final_output=final, clear=context.is_primary)
+    check_fresh_output(cfg.output, cfg.resume, cfg.overwrite, final_output=final, clear=context.is_primary,
+                       primary=context.is_primary)
     random_seed(cfg.seed, context.rank)
 
     train_set, eval_set = _create_datasets(cfg)
