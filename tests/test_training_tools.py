@@ -225,3 +225,25 @@ def test_train_cli_refuses_a_folder_that_is_not_a_run_and_an_empty_output(tmp_pa
     with pytest.raises(ValueError, match=r'--output\) is empty'):
         cli_main([*argv, '--output', ''])
     assert sorted(p.name for p in users.iterdir()) == ['config.json', 'summary.csv']
+
+
+def test_trainer_overwrite_keeps_the_old_run_until_the_new_one_is_valid(tmp_path):
+    output = tmp_path / 'run'
+    output.mkdir()
+    torch.save({'train_state': {'epoch': 1, 'step_in_epoch': 0, 'num_updates': 4}}, output / 'last.pth.tar')
+    (output / 'summary.csv').write_text('epoch,train_loss\n0,1.0\n')
+    old_files = {p.name: p.read_bytes() for p in output.iterdir()}
+    mistakes = [
+        (dict(dataset='', data_dir=str(tmp_path / 'typo')), FileNotFoundError),  # data
+        (dict(model='wae_resnet_typo'), RuntimeError),  # model
+        (dict(model_kwargs={'no_such_argument': 1}), TypeError),  # model kwargs
+        (dict(stage=2), ValueError),  # stage 2 without a stage-1 WAE
+        (dict(sched='no_such_schedule'), Exception),  # optimisation
+    ]
+    for mistake, error in mistakes:
+        with pytest.raises(error):
+            train_classifier(_tiny_config(output, overwrite=True, epochs=1, train_samples=16, **mistake))
+        assert {p.name: p.read_bytes() for p in output.iterdir()} == old_files, mistake
+    train_classifier(_tiny_config(output, overwrite=True, epochs=1, train_samples=16))
+    assert [int(row['epoch']) for row in _summary(output)] == [0]
+    assert read_train_state(output).num_updates == 2

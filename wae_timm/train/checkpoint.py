@@ -16,7 +16,8 @@ import torch.nn as nn
 from ..files import atomic_write, refuse_to_overwrite
 from .distributed import unwrap
 
-__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
+__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'clear_run',
+           'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
 
 LAST_CHECKPOINT = 'last.pth.tar'
 SUMMARY_CSV = 'summary.csv'  # one row per epoch (timm's update_summary)
@@ -127,14 +128,24 @@ def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: boo
         return
     if overwrite:
         if clear:
-            for stale in (checkpoint, directory / SUMMARY_CSV):
-                stale.unlink(missing_ok=True)
+            clear_run(directory)
         return
     if checkpoint.is_file():
         raise FileExistsError(f'{checkpoint} exists (a run was started there): pass --resume to continue it '
                               'or --overwrite to start again')
     if final_output is not None:
         refuse_to_overwrite([final_output], overwrite)
+
+
+def clear_run(directory: Union[str, Path]) -> None:
+    """Remove the run in ``directory`` (its checkpoint and ``summary.csv``) before a new one starts there.
+
+    ``--overwrite`` calls this last, once every argument has been checked, just
+    before the new run's first write: a mistake in the new command leaves the old run intact.
+    """
+    directory = Path(directory)
+    for stale in (directory / LAST_CHECKPOINT, directory / SUMMARY_CSV):
+        stale.unlink(missing_ok=True)
 
 
 def read_train_state(directory: Union[str, Path]) -> TrainState:

@@ -32,7 +32,7 @@ from ..data import FashionMNIST, create_eval_loader, create_image_dataset, creat
     paper_crop_transform
 from ..models.wae import WAEWrapper
 from ..files import atomic_write
-from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, read_train_state
+from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, clear_run, read_train_state
 from .distillation import create_teacher, distillation_loss_fn
 from .distributed import DistributedContext, init_distributed, wrap_ddp
 from .engine import fit
@@ -190,8 +190,8 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
     output = Path(cfg.output)
     final = output / 'model.safetensors'
     context = context or init_distributed(cfg.device)
-    check_fresh_output(cfg.output, cfg.resume, cfg.overwrite, final_output=final, clear=context.is_primary,
-                       primary=context.is_primary)
+    # --overwrite removes the old run only once everything below has been checked (see clear_run)
+    check_fresh_output(cfg.output, cfg.resume, cfg.overwrite, final_output=final, primary=context.is_primary)
     random_seed(cfg.seed, context.rank)
 
     train_set, eval_set = _create_datasets(cfg)
@@ -248,6 +248,8 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
     checkpointer = Checkpointer(output, model, optimizer, scheduler, cfg.checkpoint_interval, _plain_config(cfg))
     summary = output / SUMMARY_CSV
     if context.is_primary:
+        if cfg.overwrite and not cfg.resume:
+            clear_run(output)  # last: data, model, kwargs, optimizer and output were all accepted
         output.mkdir(parents=True, exist_ok=True)
         (output / 'config.json').write_text(json.dumps(_plain_config(cfg), indent=2))
         _logger.info('%s: %.2fM parameters, %d classes, gamma=%g; %d train / %d eval samples, %d steps per epoch '
