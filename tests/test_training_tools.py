@@ -247,3 +247,17 @@ def test_trainer_overwrite_keeps_the_old_run_until_the_new_one_is_valid(tmp_path
     train_classifier(_tiny_config(output, overwrite=True, epochs=1, train_samples=16))
     assert [int(row['epoch']) for row in _summary(output)] == [0]
     assert read_train_state(output).num_updates == 2
+
+
+def test_trainer_resume_removes_temporary_files_of_a_killed_save(tmp_path):
+    output = tmp_path / 'run'
+    cfg = _tiny_config(output, epochs=1, train_samples=16)
+    train_classifier(dataclasses.replace(cfg, max_updates=1))
+    stale = [output / '.last.pth.tar.tmp999999', output / '.model.safetensors.tmp999998']
+    for path in stale:
+        path.write_bytes(b'half a checkpoint')  # a process killed in atomic_write
+    kept = output / '.notes.tmp1'
+    kept.write_text('not ours')
+    train_classifier(dataclasses.replace(cfg, resume=True))
+    assert read_train_state(output).num_updates == 2 and (output / 'model.safetensors').is_file()
+    assert not any(path.exists() for path in stale) and kept.exists()

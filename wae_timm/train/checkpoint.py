@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..files import atomic_write, refuse_to_overwrite
+from ..files import atomic_write, refuse_to_overwrite, remove_stale_temporaries
 from .distributed import unwrap
 
 __all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'clear_run',
@@ -78,6 +78,12 @@ class Checkpointer:
         if self.lr_scheduler is not None:
             checkpoint['lr_scheduler'] = self.lr_scheduler.state_dict()
         atomic_write(self.path, lambda tmp: torch.save(checkpoint, tmp))
+
+    def remove_stale_temporaries(self) -> None:
+        """Remove what a process killed while saving left (``.last.pth.tar.tmp<pid>``); rank 0 only."""
+        if dist.is_initialized() and dist.get_rank() != 0:
+            return
+        remove_stale_temporaries(self.path)
 
     def maybe_save(self, state: TrainState) -> None:
         """Save if ``state.num_updates`` is a multiple of ``every_updates``."""
