@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('checkpoint', type=Path)
     parser.add_argument('tag', help='registered <model>.<tag>, e.g. wae_resnet18.fmnist')
     parser.add_argument('--out', type=Path, required=True, help='folder to write (must be empty or new)')
-    parser.add_argument('--model-kwargs', nargs='*', default=[], help='k=v arguments the checkpoint was trained with')
+    parser.add_argument('--model-kwargs', nargs='*', default=[], help='k=v arguments the checkpoint was trained with (training-only ones, e.g. wae_weights, '
+                             'freeze_wae, aux_loss_weight, are not published)')
     parser.add_argument('--no-ema', action='store_true', help='publish state_dict, not state_dict_ema')
     parser.add_argument('--results-dir', type=Path, default=Path('results'), help='numbers for the model card')
     parser.add_argument('--overwrite', action='store_true', help='replace the files of a non-empty --out')
