@@ -308,3 +308,24 @@ def test_published_config_holds_only_architecture_args(published, tmp_path, trai
     model = timm.create_model(f'local-dir:{out}', pretrained=True)
     assert not model.wae.has_decoder and model.aux_loss_weight == 0
     assert torch.equal(_outputs(model, X), _outputs(published['reference'], X))
+
+
+def test_push_uploads_only_the_files_it_wrote(published, tmp_path, capsys):
+    from huggingface_hub.utils import filter_repo_objects
+    checkpoint = tmp_path / 'weights.safetensors'
+    save_file(published['reference'].state_dict(), checkpoint)
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'my_notes.txt').write_text('private')
+    (out / 'old').mkdir()
+    (out / 'old' / 'model.safetensors').write_bytes(b'an old export')
+    with mock.patch('huggingface_hub.HfApi') as api_cls:
+        api_cls.return_value.create_repo.return_value = mock.Mock(repo_id='me/x')
+        cli_main(['push', str(checkpoint), TAG, '--out', str(out), '--overwrite', '--repo-id', 'me/x',
+                  '--results-dir', str(tmp_path)])
+    call = api_cls.return_value.upload_folder.call_args.kwargs
+    on_disk = [p.relative_to(out).as_posix() for p in Path(call['folder_path']).rglob('*') if p.is_file()]
+    sent = filter_repo_objects(on_disk, allow_patterns=call.get('allow_patterns'),
+                               ignore_patterns=call.get('ignore_patterns'))
+    assert sorted(sent) == ['README.md', 'config.json', 'model.safetensors']
+    assert "also holds ['my_notes.txt', 'old'], which are not published" in capsys.readouterr().err

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
-from ..publish.hub import export_checkpoint, find_tag, install_into_hf_cache, upload_folder
+from ..publish.hub import EXPORTED_FILES, export_checkpoint, find_tag, install_into_hf_cache, upload_folder
 from . import UsageError
 
 __all__ = ['add_arguments', 'parse_kwargs', 'run']
@@ -64,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     folder = export_checkpoint(
         args.checkpoint, tag.name, args.out, model_kwargs=model_kwargs,
         use_ema=not args.no_ema, overwrite=args.overwrite, results_dir=args.results_dir)
-    print(f'wrote {sorted(p.name for p in folder.iterdir())} to {folder}')
+    print(f'wrote {list(EXPORTED_FILES)} to {folder}')
+    others = sorted(p.name for p in folder.iterdir() if p.name not in EXPORTED_FILES)
+    if others:
+        print(f'note: {folder} also holds {others}, which are not published', file=sys.stderr)
     repo_id = args.repo_id or tag.hf_hub_id
     if args.to_cache:
         print(f'installed into the HF cache as {repo_id}: {install_into_hf_cache(folder, repo_id)}')

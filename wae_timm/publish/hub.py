@@ -36,9 +36,13 @@ from ..models.pretrained import PretrainedTag, drop_decoder
 __all__ = [
     'read_checkpoint', 'strip_training_state', 'build_for_export', 'export_folder', 'export_checkpoint',
     'upload_folder', 'install_into_hf_cache', 'find_tag', 'TRAINING_ONLY_ARGS', 'architecture_args',
+    'EXPORTED_FILES',
 ]
 
 PathLike = Union[str, Path]
+
+# what export_folder writes, and all that upload_folder sends (never other files a user keeps in the folder)
+EXPORTED_FILES = ('model.safetensors', 'config.json', 'README.md')
 
 # model arguments that only matter while training (or name a file on the machine that trained): a published
 # config.json must not hold them, or loading it elsewhere would look for that file / train-time settings
@@ -175,9 +179,13 @@ def upload_folder(
         commit_message: str = 'Add model',
         api: Optional[Any] = None,
 ) -> Any:
-    """Upload an exported folder with huggingface_hub: ``create_repo(exist_ok=True)`` then ``upload_folder``."""
+    """Upload an exported folder with huggingface_hub: ``create_repo(exist_ok=True)`` then ``upload_folder``.
+
+    Only :data:`EXPORTED_FILES` are sent (``allow_patterns``): anything else in
+    ``folder`` (notes, old files of an ``--overwrite``) stays local.
+    """
     folder = Path(folder)
-    missing = [f for f in ('model.safetensors', 'config.json', 'README.md') if not (folder / f).is_file()]
+    missing = [f for f in EXPORTED_FILES if not (folder / f).is_file()]
     if missing:
         raise FileNotFoundError(f'{folder} is not an exported model folder: {missing} missing')
     if api is None:
@@ -186,7 +194,8 @@ def upload_folder(
         api = HfApi(token=token, library_name='timm', library_version=timm_version)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     return api.upload_folder(
-        repo_id=getattr(repo_url, 'repo_id', repo_id), folder_path=str(folder), commit_message=commit_message)
+        repo_id=getattr(repo_url, 'repo_id', repo_id), folder_path=str(folder), commit_message=commit_message,
+        allow_patterns=list(EXPORTED_FILES))
 
 
 def _sha256(path: Path) -> str:
@@ -201,7 +210,7 @@ def install_into_hf_cache(
         folder: PathLike,
         repo_id: str,
         cache_dir: Optional[PathLike] = None,
-        files: Iterable[str] = ('model.safetensors', 'config.json', 'README.md'),
+        files: Iterable[str] = EXPORTED_FILES,
 ) -> Path:
     """Put an exported folder into a Hugging Face cache as if ``repo_id`` had been downloaded.
 
