@@ -90,7 +90,7 @@ def test_published_folder_is_timm_format_without_training_state(published):
     assert sorted(p.name for p in folder.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
     config = json.loads((folder / 'config.json').read_text())
     assert config['architecture'] == 'wae_resnet18' and config['num_classes'] == 10
-    assert config['model_args']['with_decoder'] is False  # fmnist tags are inference-only
+    assert 'with_decoder' not in config['model_args']  # fmnist tags are inference-only: the default, no decoder
     assert config['pretrained_cfg']['tag'] == 'fmnist' and 'hf_hub_id' not in config['pretrained_cfg']
     weights = load_file(folder / 'model.safetensors')
     assert not any(k.startswith('wae.decode_') for k in weights)
@@ -286,3 +286,46 @@ def test_card_numbers_come_from_results_files(tmp_path):
         'key,label,top1,top5,latency_ms\nwae_stage3,ours,91,99,25.0\nbackbone,full,92,99,50.0\n')
     card = render_model_card(tag, tmp_path)
     assert '| wae_stage3 | 25.0 | 2.00x |' in card and '| backbone | 50.0 | 1.00x |' in card
+
+
+@pytest.mark.parametrize('training_kwargs', [
+    ['freeze_wae=True', 'pretrained_backbone=False'],  # stage 2
+    ['aux_loss_weight=0.001', 'with_decoder=True'],  # stage 3
+])
+def test_published_config_holds_only_architecture_args(published, tmp_path, training_kwargs):
+    """A model trained from a local stage-1 file loads from its published folder once that file is gone."""
+    stage1 = tmp_path / 'stage1.safetensors'
+    save_file(timm.create_model(TAG).wae.state_dict(), stage1)
+    checkpoint = tmp_path / 'weights.safetensors'
+    save_file(published['reference'].state_dict(), checkpoint)
+    out = tmp_path / 'out'
+    cli_main(['push', str(checkpoint), TAG, '--out', str(out), '--dry-run', '--results-dir', str(tmp_path),
+              '--model-kwargs', f'wae_weights={stage1}', *training_kwargs])
+    model_args = json.loads((out / 'config.json').read_text())['model_args']
+    for name in ('wae_weights', 'freeze_wae', 'aux_loss_weight', 'pretrained_backbone', 'with_decoder'):
+        assert name not in model_args, name
+    stage1.unlink()
+    model = timm.create_model(f'local-dir:{out}', pretrained=True)
+    assert not model.wae.has_decoder and model.aux_loss_weight == 0
+    assert torch.equal(_outputs(model, X), _outputs(published['reference'], X))
+
+
+def test_push_uploads_only_the_files_it_wrote(published, tmp_path, capsys):
+    from huggingface_hub.utils import filter_repo_objects
+    checkpoint = tmp_path / 'weights.safetensors'
+    save_file(published['reference'].state_dict(), checkpoint)
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'my_notes.txt').write_text('private')
+    (out / 'old').mkdir()
+    (out / 'old' / 'model.safetensors').write_bytes(b'an old export')
+    with mock.patch('huggingface_hub.HfApi') as api_cls:
+        api_cls.return_value.create_repo.return_value = mock.Mock(repo_id='me/x')
+        cli_main(['push', str(checkpoint), TAG, '--out', str(out), '--overwrite', '--repo-id', 'me/x',
+                  '--results-dir', str(tmp_path)])
+    call = api_cls.return_value.upload_folder.call_args.kwargs
+    on_disk = [p.relative_to(out).as_posix() for p in Path(call['folder_path']).rglob('*') if p.is_file()]
+    sent = filter_repo_objects(on_disk, allow_patterns=call.get('allow_patterns'),
+                               ignore_patterns=call.get('ignore_patterns'))
+    assert sorted(sent) == ['README.md', 'config.json', 'model.safetensors']
+    assert "also holds ['my_notes.txt', 'old'], which are not published" in capsys.readouterr().err

@@ -168,3 +168,96 @@ def test_two_process_gloo_ddp_run_keeps_replicas_identical(tmp_path):
         if 'running_' in name:
             continue  # BatchNorm statistics are per process (timm's --dist-bn is not the paper's)
         assert torch.allclose(value, rank1[name], atol=1e-6), name
+
+
+def _image_tree(root: Path, splits) -> Path:
+    """``splits``: split -> class -> number of 8x8 images (0: an empty class folder)."""
+    for split, classes in splits.items():
+        for name, count in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                Image.new('RGB', (8, 8), (index * 40, 0, 0)).save(folder / f'{index}.png')
+    return root
+
+
+@pytest.mark.parametrize('train_counts, val_counts, split, message', [
+    ({'a': 2, 'b': 2, 'c': 2}, {'a': 1, 'b': 0, 'c': 1}, 'validation', r"missing \(no folder or no images\): \['b'\]"),
+    ({'a': 2, 'b': 0, 'c': 2}, {'a': 1, 'b': 1, 'c': 1}, 'validation', r"not in the training split: \['b'\]"),
+])
+def test_trainer_refuses_splits_with_different_classes(tmp_path, train_counts, val_counts, split, message):
+    data = _image_tree(tmp_path / 'data', {'train': train_counts, 'validation': val_counts})
+    cfg = _tiny_config(tmp_path / 'run', dataset='', data_dir=str(data), img_size=32, epochs=1, batch_size=2,
+                       train_samples=None, val_samples=None)
+    with pytest.raises(ValueError, match=message) as error:
+        train_classifier(cfg)
+    assert str(data / split) in str(error.value)
+    assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('splits, flag, folder', [
+    ({'validation': {'a': 1, 'b': 1}}, 'train_split', 'train'),
+    ({'train': {'a': 2, 'b': 2}}, 'val_split', 'validation'),
+])
+def test_trainer_refuses_a_missing_split_folder(tmp_path, splits, flag, folder):
+    data = _image_tree(tmp_path / 'data', splits)
+    cfg = _tiny_config(tmp_path / 'run', dataset='', data_dir=str(data), img_size=32, epochs=1, batch_size=2,
+                       train_samples=None, val_samples=None)
+    with pytest.raises(FileNotFoundError, match=flag) as error:
+        train_classifier(cfg)
+    assert f'{data / folder} does not exist' in str(error.value)
+    assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('overwrite', [False, True])
+def test_train_cli_refuses_a_folder_that_is_not_a_run_and_an_empty_output(tmp_path, monkeypatch, overwrite):
+    users = tmp_path / 'mine'
+    users.mkdir()
+    (users / 'config.json').write_text('{"mine": 1}')
+    (users / 'summary.csv').write_text('my,table\n')
+    argv = ['train', '--dataset', 'fashion_mnist', '--model', 'wae_resnet18', '--epochs', '1', '--device', 'cpu',
+            '--train-samples', '16', '--val-samples', '8', '-b', '8', '-j', '0', '--max-updates', '1',
+            '--no-progress', *(['--overwrite'] if overwrite else [])]
+    with pytest.raises(FileExistsError, match=rf'{users} is not empty \(config.json, summary.csv\)'):
+        cli_main([*argv, '--output', str(users)])
+    assert (users / 'config.json').read_text() == '{"mine": 1}' and (users / 'summary.csv').read_text() == 'my,table\n'
+    monkeypatch.chdir(users)
+    with pytest.raises(ValueError, match=r'--output\) is empty'):
+        cli_main([*argv, '--output', ''])
+    assert sorted(p.name for p in users.iterdir()) == ['config.json', 'summary.csv']
+
+
+def test_trainer_overwrite_keeps_the_old_run_until_the_new_one_is_valid(tmp_path):
+    output = tmp_path / 'run'
+    output.mkdir()
+    torch.save({'train_state': {'epoch': 1, 'step_in_epoch': 0, 'num_updates': 4}}, output / 'last.pth.tar')
+    (output / 'summary.csv').write_text('epoch,train_loss\n0,1.0\n')
+    old_files = {p.name: p.read_bytes() for p in output.iterdir()}
+    mistakes = [
+        (dict(dataset='', data_dir=str(tmp_path / 'typo')), FileNotFoundError),  # data
+        (dict(model='wae_resnet_typo'), RuntimeError),  # model
+        (dict(model_kwargs={'no_such_argument': 1}), TypeError),  # model kwargs
+        (dict(stage=2), ValueError),  # stage 2 without a stage-1 WAE
+        (dict(sched='no_such_schedule'), Exception),  # optimisation
+    ]
+    for mistake, error in mistakes:
+        with pytest.raises(error):
+            train_classifier(_tiny_config(output, overwrite=True, epochs=1, train_samples=16, **mistake))
+        assert {p.name: p.read_bytes() for p in output.iterdir()} == old_files, mistake
+    train_classifier(_tiny_config(output, overwrite=True, epochs=1, train_samples=16))
+    assert [int(row['epoch']) for row in _summary(output)] == [0]
+    assert read_train_state(output).num_updates == 2
+
+
+def test_trainer_resume_removes_temporary_files_of_a_killed_save(tmp_path):
+    output = tmp_path / 'run'
+    cfg = _tiny_config(output, epochs=1, train_samples=16)
+    train_classifier(dataclasses.replace(cfg, max_updates=1))
+    stale = [output / '.last.pth.tar.tmp999999', output / '.model.safetensors.tmp999998']
+    for path in stale:
+        path.write_bytes(b'half a checkpoint')  # a process killed in atomic_write
+    kept = output / '.notes.tmp1'
+    kept.write_text('not ours')
+    train_classifier(dataclasses.replace(cfg, resume=True))
+    assert read_train_state(output).num_updates == 2 and (output / 'model.safetensors').is_file()
+    assert not any(path.exists() for path in stale) and kept.exists()

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
-from ..publish.hub import export_checkpoint, find_tag, install_into_hf_cache, upload_folder
+from ..publish.hub import EXPORTED_FILES, export_checkpoint, find_tag, install_into_hf_cache, upload_folder
 from . import UsageError
 
 __all__ = ['add_arguments', 'parse_kwargs', 'run']
@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('checkpoint', type=Path)
     parser.add_argument('tag', help='registered <model>.<tag>, e.g. wae_resnet18.fmnist')
     parser.add_argument('--out', type=Path, required=True, help='folder to write (must be empty or new)')
-    parser.add_argument('--model-kwargs', nargs='*', default=[], help='k=v arguments the checkpoint was trained with')
+    parser.add_argument('--model-kwargs', nargs='*', default=[], help='k=v arguments the checkpoint was trained with (training-only ones, e.g. wae_weights, '
+                             'freeze_wae, aux_loss_weight, are not published)')
     parser.add_argument('--no-ema', action='store_true', help='publish state_dict, not state_dict_ema')
     parser.add_argument('--results-dir', type=Path, default=Path('results'), help='numbers for the model card')
     parser.add_argument('--overwrite', action='store_true', help='replace the files of a non-empty --out')
@@ -63,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     folder = export_checkpoint(
         args.checkpoint, tag.name, args.out, model_kwargs=model_kwargs,
         use_ema=not args.no_ema, overwrite=args.overwrite, results_dir=args.results_dir)
-    print(f'wrote {sorted(p.name for p in folder.iterdir())} to {folder}')
+    print(f'wrote {list(EXPORTED_FILES)} to {folder}')
+    others = sorted(p.name for p in folder.iterdir() if p.name not in EXPORTED_FILES)
+    if others:
+        print(f'note: {folder} also holds {others}, which are not published', file=sys.stderr)
     repo_id = args.repo_id or tag.hf_hub_id
     if args.to_cache:
         print(f'installed into the HF cache as {repo_id}: {install_into_hf_cache(folder, repo_id)}')

@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     checkpoint_dir = Path(args.checkpoint_dir or f'{output}.run')
     context = init_distributed(args.device)
-    check_fresh_output(checkpoint_dir, args.resume, args.overwrite, final_output=output, clear=context.is_primary)
+    check_fresh_output(checkpoint_dir, args.resume, args.overwrite, final_output=output, clear=context.is_primary,
+                       primary=context.is_primary)
     recipe = recipe_from_args(args)
     torch.manual_seed(args.seed)
     if args.dataset == FASHION_MNIST:

@@ -7,6 +7,7 @@
 """
 from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FashionMNIST, fashion_mnist_stats, \
     load_fashion_mnist
-from .image_folder import create_eval_loader, create_image_dataset, create_train_loader, paper_crop_transform
+from .image_folder import create_eval_loader, create_image_dataset, create_train_loader, dataset_class_to_idx, \
+    paper_crop_transform
 from .photographs import PHOTOGRAPH_DIRS, find_photographs
 from .sampler import ResumableSampler

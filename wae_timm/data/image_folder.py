@@ -6,7 +6,7 @@ use :class:`ResumableSampler`, so a resumed run sees the same batches the
 interrupted one would have.
 """
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Dict, Mapping, Optional, Sequence, Union
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
@@ -14,7 +14,8 @@ from torchvision import transforms
 
 from .sampler import ResumableSampler
 
-__all__ = ['paper_crop_transform', 'create_image_dataset', 'create_train_loader', 'create_eval_loader']
+__all__ = ['paper_crop_transform', 'create_image_dataset', 'dataset_class_to_idx', 'create_train_loader',
+           'create_eval_loader']
 
 
 def paper_crop_transform(
@@ -49,6 +50,8 @@ def create_image_dataset(
         split: str = 'train',
         repeats: int = 1,
         is_training: bool = True,
+        class_to_idx: Optional[Mapping[str, int]] = None,
+        require_split: bool = False,
 ) -> Dataset:
     """A timm dataset over one or several image folders, with ``transform`` applied to every image.
 
@@ -57,6 +60,12 @@ def create_image_dataset(
         dataset: timm dataset type ('' for image folders/tars, e.g. 'torch/cifar10').
         split: the split to look for under each root (a plain folder is used as is).
         repeats: list every image this many times per epoch (small photo sets).
+        class_to_idx: the class map of another split (the training one): this split must have exactly
+            these classes, else ``ValueError`` naming the folder and the differing classes (a class
+            folder without images counts as missing).
+        require_split: a folder root must have the ``split`` sub-folder (or one of timm's synonyms of
+            it, e.g. ``val`` for ``validation``); without it, ``FileNotFoundError`` naming the folder
+            instead of reading the root itself (whose split folders would become the classes).
     """
     from timm.data import create_dataset
     roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
@@ -66,15 +75,52 @@ def create_image_dataset(
     for root in roots:
         if not dataset and not Path(root).exists():
             raise FileNotFoundError(f'image folder {root} does not exist')
+        if require_split and not dataset and Path(root).is_dir():
+            _check_split_folder(Path(root), split)
         part = create_dataset(dataset, root=str(root), split=split, is_training=is_training)
         if len(part) == 0:
             raise ValueError(f'no images found under {root}')
+        if class_to_idx is not None:
+            _check_same_classes(part, class_to_idx, root, split)
         part.transform = transform
         parts.append(part)
     if repeats < 1:
         raise ValueError(f'repeats must be >= 1, got {repeats}')
     parts = parts * repeats
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+def dataset_class_to_idx(dataset: Dataset) -> Optional[Dict[str, int]]:
+    """Class name -> index of a timm image dataset (``None`` when its reader has no class map)."""
+    if isinstance(dataset, ConcatDataset):
+        dataset = dataset.datasets[0]
+    class_to_idx = getattr(getattr(dataset, 'reader', None), 'class_to_idx', None)
+    return dict(class_to_idx) if class_to_idx is not None else None
+
+
+def _check_split_folder(root: Path, split: str) -> None:
+    from timm.data.dataset_factory import _search_split  # timm's rule: <root>/<split>, else a synonym of it
+    if Path(_search_split(str(root), split)) == root:
+        raise FileNotFoundError(f'split folder {root / split.split("[")[0]} does not exist: expected '
+                                f'{root}/{split}/<class>/<images> (check the split name and the data folder)')
+
+
+def _check_same_classes(dataset: Dataset, expected: Mapping[str, int], root: Union[str, Path], split: str) -> None:
+    found = dataset_class_to_idx(dataset)
+    if found is None or dict(found) == dict(expected):
+        return
+    folder = getattr(dataset.reader, 'root', root)
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    differences = []
+    if missing:
+        differences.append(f'missing (no folder or no images): {missing}')
+    if extra:
+        differences.append(f'not in the training split: {extra}')
+    if not differences:
+        differences.append(f'same classes in another order: {found} instead of {dict(expected)}')
+    raise ValueError(f'split {split!r} ({folder}) does not have the classes of the training split: '
+                     f'{"; ".join(differences)}. Every split needs the same class folders, each with images')
 
 
 def create_train_loader(

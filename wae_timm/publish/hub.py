@@ -35,10 +35,18 @@ from ..models.pretrained import PretrainedTag, drop_decoder
 
 __all__ = [
     'read_checkpoint', 'strip_training_state', 'build_for_export', 'export_folder', 'export_checkpoint',
-    'upload_folder', 'install_into_hf_cache', 'find_tag',
+    'upload_folder', 'install_into_hf_cache', 'find_tag', 'TRAINING_ONLY_ARGS', 'architecture_args',
+    'EXPORTED_FILES',
 ]
 
 PathLike = Union[str, Path]
+
+# what export_folder writes, and all that upload_folder sends (never other files a user keeps in the folder)
+EXPORTED_FILES = ('model.safetensors', 'config.json', 'README.md')
+
+# model arguments that only matter while training (or name a file on the machine that trained): a published
+# config.json must not hold them, or loading it elsewhere would look for that file / train-time settings
+TRAINING_ONLY_ARGS = ('wae_weights', 'freeze_wae', 'aux_loss_weight', 'pretrained_backbone')
 
 
 def find_tag(name: str) -> PretrainedTag:
@@ -83,6 +91,18 @@ def strip_training_state(state_dict: Mapping[str, torch.Tensor], keep_decoder: b
     return dict(state_dict) if keep_decoder else drop_decoder(state_dict)
 
 
+def architecture_args(model_kwargs: Optional[Mapping[str, Any]], keeps_decoder: bool) -> Dict[str, Any]:
+    """The published ``model_args``: ``model_kwargs`` without :data:`TRAINING_ONLY_ARGS`.
+
+    ``with_decoder`` is decided by the tag: ``True`` when it keeps the decoder,
+    else left out (the model's default, no decoder without a transform loss).
+    """
+    kwargs = {k: v for k, v in (model_kwargs or {}).items() if k not in TRAINING_ONLY_ARGS and k != 'with_decoder'}
+    if keeps_decoder:
+        kwargs['with_decoder'] = True
+    return kwargs
+
+
 def build_for_export(
         tag: PretrainedTag,
         state_dict: Mapping[str, torch.Tensor],
@@ -91,13 +111,13 @@ def build_for_export(
     """A model of ``tag`` holding ``state_dict``, loaded strictly.
 
     ``model_kwargs`` are the arguments the checkpoint was trained with (as
-    train.py's ``--model-kwargs``); they are recorded in config.json's
-    ``model_args`` so ``hf-hub:`` rebuilds the same model. The decoder is built
-    exactly when the tag keeps it.
+    train.py's ``--model-kwargs``); their architecture arguments (see
+    :func:`architecture_args`) build the model and are recorded in config.json's
+    ``model_args`` so ``hf-hub:`` rebuilds the same model on any machine. The
+    decoder is built exactly when the tag keeps it.
     """
     import timm
-    kwargs = dict(model_kwargs or {})
-    kwargs['with_decoder'] = tag.keeps_decoder
+    kwargs = architecture_args(model_kwargs, tag.keeps_decoder)
     model = timm.create_model(tag.name, **kwargs)
     state_dict = strip_training_state(state_dict, tag.keeps_decoder)
     problem = state_dict_mismatch(model.state_dict(), state_dict)
@@ -159,9 +179,13 @@ def upload_folder(
         commit_message: str = 'Add model',
         api: Optional[Any] = None,
 ) -> Any:
-    """Upload an exported folder with huggingface_hub: ``create_repo(exist_ok=True)`` then ``upload_folder``."""
+    """Upload an exported folder with huggingface_hub: ``create_repo(exist_ok=True)`` then ``upload_folder``.
+
+    Only :data:`EXPORTED_FILES` are sent (``allow_patterns``): anything else in
+    ``folder`` (notes, old files of an ``--overwrite``) stays local.
+    """
     folder = Path(folder)
-    missing = [f for f in ('model.safetensors', 'config.json', 'README.md') if not (folder / f).is_file()]
+    missing = [f for f in EXPORTED_FILES if not (folder / f).is_file()]
     if missing:
         raise FileNotFoundError(f'{folder} is not an exported model folder: {missing} missing')
     if api is None:
@@ -170,7 +194,8 @@ def upload_folder(
         api = HfApi(token=token, library_name='timm', library_version=timm_version)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     return api.upload_folder(
-        repo_id=getattr(repo_url, 'repo_id', repo_id), folder_path=str(folder), commit_message=commit_message)
+        repo_id=getattr(repo_url, 'repo_id', repo_id), folder_path=str(folder), commit_message=commit_message,
+        allow_patterns=list(EXPORTED_FILES))
 
 
 def _sha256(path: Path) -> str:
@@ -185,7 +210,7 @@ def install_into_hf_cache(
         folder: PathLike,
         repo_id: str,
         cache_dir: Optional[PathLike] = None,
-        files: Iterable[str] = ('model.safetensors', 'config.json', 'README.md'),
+        files: Iterable[str] = EXPORTED_FILES,
 ) -> Path:
     """Put an exported folder into a Hugging Face cache as if ``repo_id`` had been downloaded.
 

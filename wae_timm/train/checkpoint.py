@@ -13,10 +13,11 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..files import atomic_write, refuse_to_overwrite
+from ..files import atomic_write, refuse_to_overwrite, remove_stale_temporaries
 from .distributed import unwrap
 
-__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
+__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'clear_run',
+           'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
 
 LAST_CHECKPOINT = 'last.pth.tar'
 SUMMARY_CSV = 'summary.csv'  # one row per epoch (timm's update_summary)
@@ -78,6 +79,12 @@ class Checkpointer:
             checkpoint['lr_scheduler'] = self.lr_scheduler.state_dict()
         atomic_write(self.path, lambda tmp: torch.save(checkpoint, tmp))
 
+    def remove_stale_temporaries(self) -> None:
+        """Remove what a process killed while saving left (``.last.pth.tar.tmp<pid>``); rank 0 only."""
+        if dist.is_initialized() and dist.get_rank() != 0:
+            return
+        remove_stale_temporaries(self.path)
+
     def maybe_save(self, state: TrainState) -> None:
         """Save if ``state.num_updates`` is a multiple of ``every_updates``."""
         if self.every_updates > 0 and state.num_updates % self.every_updates == 0:
@@ -96,31 +103,55 @@ class Checkpointer:
 
 
 def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: bool,
-                       final_output: Optional[Union[str, Path]] = None, clear: bool = False) -> None:
-    """Refuse to start a run over another one's results.
+                       final_output: Optional[Union[str, Path]] = None, clear: bool = False,
+                       primary: bool = True) -> None:
+    """Refuse to start a run over another one's results, or in a folder that is not a run.
 
     Raises unless ``directory`` holds no checkpoint (and ``final_output``, the
     file a finished run writes, does not exist), or the user asked to
-    ``resume`` that run or to ``overwrite`` it. With ``overwrite`` and
-    ``clear`` (the primary process), the old run's checkpoint and
-    ``summary.csv`` are removed so that nothing of it mixes into the new one.
+    ``resume`` that run or to ``overwrite`` it. A non-empty ``directory``
+    without a checkpoint is not a run of this tool (a user's folder): it is
+    refused even with ``overwrite``, as is an empty path (the current folder).
+    Only the ``primary`` process looks at the folder's other files (the others
+    may already see its first writes). With ``overwrite`` and ``clear`` (the
+    primary process), the old run's checkpoint and ``summary.csv`` are removed
+    so that nothing of it mixes into the new one.
     """
+    if not str(directory).strip():
+        raise ValueError('the run folder (--output) is empty: give a new or empty folder for the run')
     directory = Path(directory)
     checkpoint = directory / LAST_CHECKPOINT
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f'run folder (--output) {directory} exists and is not a folder')
+    if primary and not checkpoint.is_file() and directory.is_dir() and any(directory.iterdir()):
+        found = sorted(p.name for p in directory.iterdir())
+        shown = ', '.join(found[:5]) + (', ...' if len(found) > 5 else '')
+        raise FileExistsError(f'run folder (--output) {directory} is not empty ({shown}) and holds no run of this '
+                              f'tool (no {LAST_CHECKPOINT}): give a new or empty folder')
     if resume:
         if not checkpoint.is_file():
             raise FileNotFoundError(f'--resume: no checkpoint at {checkpoint}')
         return
     if overwrite:
         if clear:
-            for stale in (checkpoint, directory / SUMMARY_CSV):
-                stale.unlink(missing_ok=True)
+            clear_run(directory)
         return
     if checkpoint.is_file():
         raise FileExistsError(f'{checkpoint} exists (a run was started there): pass --resume to continue it '
                               'or --overwrite to start again')
     if final_output is not None:
         refuse_to_overwrite([final_output], overwrite)
+
+
+def clear_run(directory: Union[str, Path]) -> None:
+    """Remove the run in ``directory`` (its checkpoint and ``summary.csv``) before a new one starts there.
+
+    ``--overwrite`` calls this last, once every argument has been checked, just
+    before the new run's first write: a mistake in the new command leaves the old run intact.
+    """
+    directory = Path(directory)
+    for stale in (directory / LAST_CHECKPOINT, directory / SUMMARY_CSV):
+        stale.unlink(missing_ok=True)
 
 
 def read_train_state(directory: Union[str, Path]) -> TrainState:

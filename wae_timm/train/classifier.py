@@ -28,10 +28,11 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import random_seed, update_summary
 from torch.utils.data import Dataset
 
-from ..data import FashionMNIST, create_eval_loader, create_image_dataset, create_train_loader, paper_crop_transform
+from ..data import FashionMNIST, create_eval_loader, create_image_dataset, create_train_loader, dataset_class_to_idx, \
+    paper_crop_transform
 from ..models.wae import WAEWrapper
-from ..files import atomic_write
-from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, read_train_state
+from ..files import atomic_write, remove_stale_temporaries
+from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, clear_run, read_train_state
 from .distillation import create_teacher, distillation_loss_fn
 from .distributed import DistributedContext, init_distributed, wrap_ddp
 from .engine import fit
@@ -153,8 +154,16 @@ def _create_datasets(cfg: ClassifierTrainConfig) -> Tuple[Dataset, Dataset]:
         return FashionMNIST('train', hflip=cfg.hflip > 0), FashionMNIST('test')
     if not cfg.data_dir:
         raise ValueError('give data_dir (an image folder with train/validation splits) or dataset="fashion_mnist"')
-    train = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.train_split)
-    evaluation = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.val_split, is_training=False)
+    try:
+        train = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.train_split, require_split=True)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f'train_split (--train-split) {cfg.train_split!r}: {err}') from err
+    try:
+        # one class map, the training split's: a split with other classes would be labelled with the wrong indices
+        evaluation = create_image_dataset(cfg.data_dir, None, cfg.dataset, cfg.val_split, is_training=False,
+                                          class_to_idx=dataset_class_to_idx(train), require_split=True)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f'val_split (--val-split) {cfg.val_split!r}: {err}') from err
     return train, evaluation
 
 
@@ -181,7 +190,8 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
     output = Path(cfg.output)
     final = output / 'model.safetensors'
     context = context or init_distributed(cfg.device)
-    check_fresh_output(output, cfg.resume, cfg.overwrite, final_output=final, clear=context.is_primary)
+    # --overwrite removes the old run only once everything below has been checked (see clear_run)
+    check_fresh_output(cfg.output, cfg.resume, cfg.overwrite, final_output=final, primary=context.is_primary)
     random_seed(cfg.seed, context.rank)
 
     train_set, eval_set = _create_datasets(cfg)
@@ -238,7 +248,10 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
     checkpointer = Checkpointer(output, model, optimizer, scheduler, cfg.checkpoint_interval, _plain_config(cfg))
     summary = output / SUMMARY_CSV
     if context.is_primary:
+        if cfg.overwrite and not cfg.resume:
+            clear_run(output)  # last: data, model, kwargs, optimizer and output were all accepted
         output.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final)  # of a process killed while saving the final weights
         (output / 'config.json').write_text(json.dumps(_plain_config(cfg), indent=2))
         _logger.info('%s: %.2fM parameters, %d classes, gamma=%g; %d train / %d eval samples, %d steps per epoch '
                      'on %d process(es)', cfg.model, sum(p.numel() for p in model.parameters()) / 1e6, num_classes,

@@ -243,6 +243,8 @@ def fit(
         and the evaluation metrics prefixed ``eval_``.
     """
     state = TrainState()
+    if checkpointer is not None:
+        checkpointer.remove_stale_temporaries()  # of a process killed while saving
     if resume:
         if checkpointer is None:
             raise ValueError('resume=True needs a checkpointer')
