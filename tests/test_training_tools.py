@@ -227,6 +227,22 @@ def test_train_cli_refuses_a_folder_that_is_not_a_run_and_an_empty_output(tmp_pa
     assert sorted(p.name for p in users.iterdir()) == ['config.json', 'summary.csv']
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_still_a_run(tmp_path):
+    """Only this tool's own config.json is there: starting again needs no --overwrite; a user's file is refused."""
+    from wae_timm.train.checkpoint import check_fresh_output, holds_a_run, write_run_config
+    killed, users = tmp_path / 'killed', tmp_path / 'users'
+    killed.mkdir()
+    users.mkdir()
+    write_run_config(killed, {'model': 'wae_resnet18'})
+    (users / 'config.json').write_text('{"model": "wae_resnet18"}')
+    assert holds_a_run(killed) and not holds_a_run(users)
+    check_fresh_output(killed, resume=False, overwrite=False)
+    with pytest.raises(FileNotFoundError, match='--resume: no checkpoint'):
+        check_fresh_output(killed, resume=True, overwrite=False)
+    with pytest.raises(FileExistsError, match='holds no run of this tool'):
+        check_fresh_output(users, resume=False, overwrite=True)
+
+
 def test_trainer_overwrite_keeps_the_old_run_until_the_new_one_is_valid(tmp_path):
     output = tmp_path / 'run'
     output.mkdir()

@@ -5,6 +5,7 @@ it with ``os.replace``, so a run killed while saving leaves the previous
 checkpoint intact. Checkpoints load with ``torch.load(weights_only=True)``:
 they hold tensors, numbers, strings and lists only.
 """
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -102,6 +103,28 @@ class Checkpointer:
         return TrainState(**checkpoint['train_state'])
 
 
+RUN_CONFIG = 'config.json'
+_RUN_MARKER = 'wae_timm_run'  # a key of RUN_CONFIG that tells this tool's config from a user's file
+
+
+def write_run_config(directory: Union[str, Path], config: Dict[str, Any]) -> Path:
+    """Write the run's ``config.json``, marked as this tool's, so a rerun recognises the folder as a run."""
+    path = Path(directory) / RUN_CONFIG
+    path.write_text(json.dumps({_RUN_MARKER: True, **config}, indent=2))
+    return path
+
+
+def holds_a_run(directory: Union[str, Path]) -> bool:
+    """``directory`` holds a run of this tool: a checkpoint, or the marked config of a run killed before one."""
+    directory = Path(directory)
+    if (directory / LAST_CHECKPOINT).is_file():
+        return True
+    try:
+        return json.loads((directory / RUN_CONFIG).read_text()).get(_RUN_MARKER) is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: bool,
                        final_output: Optional[Union[str, Path]] = None, clear: bool = False,
                        primary: bool = True) -> None:
@@ -123,11 +146,11 @@ def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: boo
     checkpoint = directory / LAST_CHECKPOINT
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f'run folder (--output) {directory} exists and is not a folder')
-    if primary and not checkpoint.is_file() and directory.is_dir() and any(directory.iterdir()):
+    if primary and not holds_a_run(directory) and directory.is_dir() and any(directory.iterdir()):
         found = sorted(p.name for p in directory.iterdir())
         shown = ', '.join(found[:5]) + (', ...' if len(found) > 5 else '')
         raise FileExistsError(f'run folder (--output) {directory} is not empty ({shown}) and holds no run of this '
-                              f'tool (no {LAST_CHECKPOINT}): give a new or empty folder')
+                              f'tool (no {LAST_CHECKPOINT}, no {RUN_CONFIG} of this tool): give a new or empty folder')
     if resume:
         if not checkpoint.is_file():
             raise FileNotFoundError(f'--resume: no checkpoint at {checkpoint}')

@@ -32,7 +32,7 @@ from ..data import FashionMNIST, create_eval_loader, create_image_dataset, creat
     paper_crop_transform
 from ..models.wae import WAEWrapper
 from ..files import atomic_write, remove_stale_temporaries
-from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, clear_run, read_train_state
+from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, clear_run, read_train_state, write_run_config
 from .distillation import create_teacher, distillation_loss_fn
 from .distributed import DistributedContext, init_distributed, wrap_ddp
 from .engine import fit
@@ -252,7 +252,7 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
             clear_run(output)  # last: data, model, kwargs, optimizer and output were all accepted
         output.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(final)  # of a process killed while saving the final weights
-        (output / 'config.json').write_text(json.dumps(_plain_config(cfg), indent=2))
+        write_run_config(output, _plain_config(cfg))
         _logger.info('%s: %.2fM parameters, %d classes, gamma=%g; %d train / %d eval samples, %d steps per epoch '
                      'on %d process(es)', cfg.model, sum(p.numel() for p in model.parameters()) / 1e6, num_classes,
                      gamma, len(train_set), len(eval_set), len(train_loader), context.world_size)
