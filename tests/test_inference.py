@@ -120,3 +120,18 @@ def test_conv_output_read_elsewhere_is_not_folded():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match='unknown backend'):
         prepare_for_inference(nn.Conv2d(3, 3, 1), backend='tensorrt')
+
+
+@pytest.mark.parametrize('name', ['resnet18', 'wae_resnet18', 'half_res_resnet18'])
+def test_onnxruntime_backend_matches_eager(name):
+    """The backbone and the WAE models through the same onnxruntime path (half_res: antialiased resize)."""
+    torch.manual_seed(0)
+    model = _randomise_batchnorms(timm.create_model(name, num_classes=10))
+    x = torch.randn(SMALL)
+    with torch.no_grad():
+        expected = model.eval()(x)
+        fast = prepare_for_inference(copy.deepcopy(model), backend='onnxruntime', example_input=x[:1])
+        torch.testing.assert_close(fast(x), expected, rtol=0, atol=1e-4)  # a batch other than the example's
+    assert expected.std() > 1e-2, 'the outputs must depend on the input for the check to mean anything'
+    with pytest.raises(ValueError, match=r'exported for \[B, 3, 64, 64\] inputs'):
+        fast(torch.randn(1, 3, 96, 96))

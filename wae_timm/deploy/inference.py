@@ -14,7 +14,9 @@ comparison can optimise the plain backbone and the WAE model the same way:
   ``'jit'`` (``torch.jit.script`` + ``torch.jit.freeze`` +
   ``torch.jit.optimize_for_inference``: weights become constants, oneDNN
   prepacks them and fuses conv-add-ReLU) or ``'compile'`` (``torch.compile``
-  with Inductor's weight freezing).
+  with Inductor's weight freezing), or ``'onnxruntime'`` (exported once with
+  PyTorch's ONNX exporter, run by an onnxruntime session with all graph
+  optimisations; the optional ``deploy`` extra installs it).
 
 :data:`wae_timm.experiments.speed.STEPS` lists the combinations the speed benchmark's
 ablation measures.
@@ -26,9 +28,9 @@ import torch.nn as nn
 
 from ..layers.bn_folding import fold_batchnorms
 
-__all__ = ['fold_batchnorms', 'prepare_for_inference', 'BACKENDS']
+__all__ = ['fold_batchnorms', 'prepare_for_inference', 'OnnxRuntimeModel', 'BACKENDS']
 
-BACKENDS = ('eager', 'jit', 'compile')
+BACKENDS = ('eager', 'jit', 'compile', 'onnxruntime')
 
 
 def _freeze_with_jit(model: nn.Module) -> torch.jit.ScriptModule:
@@ -43,11 +45,52 @@ def _compile(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return torch.compile(model, dynamic=False)
 
 
+class OnnxRuntimeModel:
+    """``[B, C, H, W] -> logits`` through an onnxruntime session of a model exported to ONNX.
+
+    The model is exported once, by PyTorch's dynamo exporter (it translates every
+    front end, antialiased resizing included), with a dynamic batch axis and the
+    image size of ``example``; the session runs on the CPU with all graph
+    optimisations and as many threads as torch uses.
+    """
+
+    def __init__(self, model: nn.Module, example: torch.Tensor) -> None:
+        try:
+            import onnxruntime  # optional: pip install 'wae-timm[deploy]'
+        except ImportError as err:
+            raise ImportError("backend='onnxruntime' needs onnxruntime, onnx and onnxscript: "
+                              "pip install 'wae-timm[deploy]'") from err
+        # torch.export specialises a batch of 1 to a constant: export with two images
+        example = (example if example.shape[0] > 1 else example.expand(2, *example.shape[1:])).contiguous()
+        with torch.no_grad():
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim('batch')},))
+            onnx_program = torch.onnx.export(program, dynamo=True, input_names=['image'], output_names=['logits'])
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(
+            onnx_program.model_proto.SerializeToString(), options, providers=['CPUExecutionProvider'])
+        self.image_size = tuple(example.shape[1:])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.image_size:
+            raise ValueError(f'this onnxruntime model was exported for [B, {", ".join(map(str, self.image_size))}] '
+                             f'inputs, got {list(x.shape)}')
+        (logits,) = self.session.run(None, {'image': x.detach().cpu().contiguous().numpy()})
+        return torch.from_numpy(logits)
+
+
+def _example_input(model: nn.Module) -> torch.Tensor:
+    input_size = getattr(model, 'pretrained_cfg', {}).get('input_size', (3, 224, 224))
+    return torch.randn(1, *input_size)
+
+
 def prepare_for_inference(
         model: nn.Module,
         fold_bn: bool = True,
         channels_last: bool = True,
         backend: str = 'eager',
+        example_input: Optional[torch.Tensor] = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``model`` made fast for inference, computing the same outputs (eval mode).
 
@@ -58,7 +101,10 @@ def prepare_for_inference(
             asked to do it itself.
         channels_last: store 4-D weights NHWC; feed inputs in channels_last too for full effect.
         backend: ``'eager'`` (the module itself), ``'jit'`` (script, freeze, optimize_for_inference)
-            or ``'compile'`` (``torch.compile``, Inductor freezing; compiles on first call).
+            or ``'compile'`` (``torch.compile``, Inductor freezing; compiles on first call), or
+            ``'onnxruntime'`` (:class:`OnnxRuntimeModel`; the graph is NCHW, so no channels_last).
+        example_input: the input to export with for ``'onnxruntime'`` (its image size is the one the
+            session accepts); default: one random image of the model's ``pretrained_cfg`` input size.
 
     Returns a callable ``[B, C, H, W] -> outputs``; for ``'eager'`` it is ``model``.
     """
@@ -71,6 +117,8 @@ def prepare_for_inference(
             fuse()
         else:
             fold_batchnorms(model)
+    if backend == 'onnxruntime':
+        return OnnxRuntimeModel(model, _example_input(model) if example_input is None else example_input)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if backend == 'jit':
