@@ -91,3 +91,18 @@ def test_every_shipped_weight_file_loads_into_every_model_form(weights):
         model = WAEWrapper('resnet18', num_classes=3, wae_weights=weights.stem, **kwargs)
         for name, value in model.wae.state_dict().items():
             assert torch.equal(value, shipped[name]), (weights.name, kwargs, name)
+
+
+def test_train_wae_photos_refuses_an_existing_name_before_training(monkeypatch, capsys):
+    """A run that would fail to save after hours of training is refused at the start."""
+    import runpy
+    tool = runpy.run_path(str(REPO / 'tools' / 'train_wae_photos.py'))
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError('training started although the output exists')
+
+    monkeypatch.setitem(tool['main'].__globals__, 'train_on_photographs', must_not_train)
+    with pytest.raises(SystemExit) as exit_info:
+        tool['main'](['--name', NAME])  # the shipped weights exist
+    assert exit_info.value.code == 2
+    assert f'{NAME}.safetensors' in capsys.readouterr().err

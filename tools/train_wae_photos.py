@@ -11,7 +11,9 @@ import shlex
 import sys
 
 from wae_timm.data.photographs import split_photographs
-from wae_timm.experiments.shipped_wae import history_summary, ship_weights, shipped_provenance, train_on_photographs
+from wae_timm.experiments.shipped_wae import history_summary, ship_weights, shipped_paths, shipped_provenance, \
+    train_on_photographs
+from wae_timm.files import refuse_to_overwrite
 from wae_timm.train.stage1 import STAGE1_RECIPES
 
 RECIPE = STAGE1_RECIPES['photos']
@@ -33,6 +35,10 @@ def main(argv=None) -> int:
                         help='continue from these weights (shipped name or .safetensors); their provenance is kept')
     parser.add_argument('--overwrite', action='store_true')
     args = parser.parse_args(argv)
+    try:  # before any training: a finished run must not fail on an existing output
+        refuse_to_overwrite(shipped_paths(args.name), args.overwrite)
+    except FileExistsError as err:
+        parser.error(str(err))
 
     training, held_out = split_photographs()
     print(f'training on crops of {[p.name for p in training]}; held out: {[p.name for p in held_out]}')

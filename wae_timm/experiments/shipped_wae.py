@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from ..layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
 from ..data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops
 from ..train.stage1 import STAGE1_RECIPES, Stage1Recipe, save_wae, train_autoencoder
+from ..files import refuse_to_overwrite
 
 __all__ = ['train_on_photographs', 'ship_weights', 'shipped_provenance']
 
@@ -60,6 +61,11 @@ def _git_commit() -> Optional[str]:
         return None
 
 
+def shipped_paths(name: str, weights_dir: Path = SHIPPED_WEIGHTS_DIR) -> Tuple[Path, Path]:
+    """Where :func:`ship_weights` writes ``name``: the weights and their provenance record."""
+    return weights_dir / f'{name}.safetensors', weights_dir / f'{name}.json'
+
+
 def ship_weights(
         wae: WaveletLikeAutoEncoder,
         name: str,
@@ -67,13 +73,18 @@ def ship_weights(
         weights_dir: Path = SHIPPED_WEIGHTS_DIR,
         overwrite: bool = False,
 ) -> Path:
-    """Write ``weights_dir/<name>.safetensors`` (via the trainer's ``save_wae``) and ``<name>.json``."""
+    """Write ``weights_dir/<name>.safetensors`` (via the trainer's ``save_wae``) and ``<name>.json``.
+
+    Refuses, before writing either, when one exists and ``overwrite`` is False.
+    """
+    weights_path, record_path = shipped_paths(name, weights_dir)
+    refuse_to_overwrite([weights_path, record_path], overwrite)
     weights_dir.mkdir(parents=True, exist_ok=True)
-    path = save_wae(wae, weights_dir / f'{name}.safetensors', overwrite=overwrite)
+    path = save_wae(wae, weights_path, overwrite=True)
     record = dict(provenance, name=name, held_out_photographs=list(HELD_OUT_PHOTOGRAPHS), git_commit=_git_commit(),
                   torch=torch.__version__, python=platform.python_version(),
                   parameters=sum(p.numel() for p in wae.parameters()))
-    (weights_dir / f'{name}.json').write_text(json.dumps(record, indent=2) + '\n')
+    record_path.write_text(json.dumps(record, indent=2) + '\n')
     return path
 
 

@@ -25,21 +25,20 @@ needed: ``timm.create_model('local-dir:<folder>', pretrained=True)``.
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 import torch
 import torch.nn as nn
 
 from ..layers.checks import state_dict_mismatch
 from ..models.pretrained import PretrainedTag, drop_decoder
+from ..files import PathLike
 
 __all__ = [
     'read_checkpoint', 'strip_training_state', 'build_for_export', 'export_folder', 'export_checkpoint',
     'upload_folder', 'install_into_hf_cache', 'find_tag', 'TRAINING_ONLY_ARGS', 'architecture_args',
     'EXPORTED_FILES',
 ]
-
-PathLike = Union[str, Path]
 
 # what export_folder writes, and all that upload_folder sends (never other files a user keeps in the folder)
 EXPORTED_FILES = ('model.safetensors', 'config.json', 'README.md')
