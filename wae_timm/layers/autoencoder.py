@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .checks import state_dict_mismatch
+from .checks import non_finite_keys, state_dict_mismatch
 
 __all__ = [
     'WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss', 'load_wae_weights', 'optional_part_keys',
@@ -281,4 +281,7 @@ def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> N
     problem = state_dict_mismatch(expected, state)
     if problem:
         raise ValueError(f'{path} is not a checkpoint of this WAE: {problem}')
+    broken = non_finite_keys(state)
+    if broken:
+        raise ValueError(f'{path} holds NaN/Inf values in {len(broken)} tensors {broken[:3]}: not usable WAE weights')
     wae.load_state_dict(state)

@@ -1,10 +1,10 @@
 """Checks: cheap shape/dtype checks inside the model, finiteness where data enters tools, state-dict fit."""
-from typing import Collection, Mapping
+from typing import Collection, List, Mapping
 
 import torch
 from timm.layers import register_notrace_function
 
-__all__ = ['MIN_INPUT_SIZE', 'check_image_batch', 'check_finite', 'state_dict_mismatch']
+__all__ = ['MIN_INPUT_SIZE', 'check_image_batch', 'check_finite', 'state_dict_mismatch', 'non_finite_keys']
 
 MIN_INPUT_SIZE = 32
 
@@ -65,3 +65,9 @@ def state_dict_mismatch(
         return ''
     return (f'{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, '
             f'{len(reshaped)} with other shapes {reshaped[:3]}')
+
+
+def non_finite_keys(state_dict: Mapping[str, torch.Tensor]) -> List[str]:
+    """The keys of ``state_dict``'s floating-point tensors that hold NaN or Inf (weights no training recovers from)."""
+    return sorted(k for k, v in state_dict.items()
+                  if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all())

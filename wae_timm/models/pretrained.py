@@ -31,7 +31,7 @@ from timm.models import resolve_pretrained_cfg
 
 from ..data.fashion_mnist import FASHION_MNIST_CLASSES
 from ..layers.autoencoder import WaveletLikeAutoEncoder, optional_part_keys
-from ..layers.checks import state_dict_mismatch
+from ..layers.checks import non_finite_keys, state_dict_mismatch
 
 __all__ = [
     'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag',
@@ -255,6 +255,10 @@ def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor
         if problem:
             architecture = getattr(model, 'pretrained_cfg', {}).get('architecture', type(model).__name__)
             raise CheckpointMismatchError(f'{source.describe()} is not a checkpoint of this {architecture} model: {problem}')
+        broken = non_finite_keys(state_dict)
+        if broken:
+            raise CorruptWeightsError(f'{source.describe()} holds NaN/Inf values in {len(broken)} tensors '
+                                      f'{broken[:3]}: it is not a usable checkpoint')
         return state_dict
     return check
 

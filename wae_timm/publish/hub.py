@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 import torch
 import torch.nn as nn
 
-from ..layers.checks import state_dict_mismatch
+from ..layers.checks import non_finite_keys, state_dict_mismatch
 from ..models.pretrained import PretrainedTag, drop_decoder
 from ..files import PathLike
 
@@ -82,6 +82,10 @@ def read_checkpoint(path: PathLike, use_ema: bool = True) -> Dict[str, torch.Ten
     if not tensors or len(tensors) != len(state_dict):
         raise ValueError(f'checkpoint {path} does not hold a state dict of tensors '
                          f'(found {len(tensors)} tensors among {len(state_dict)} entries)')
+    broken = non_finite_keys(tensors)
+    if broken:
+        raise ValueError(f'checkpoint {path} holds NaN/Inf values in {len(broken)} tensors {broken[:3]}: '
+                         'refusing to publish it')
     return tensors
 
 
