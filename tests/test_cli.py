@@ -263,7 +263,7 @@ def test_wheel_installs_the_command_line_and_the_weights(tmp_path, tiny_script):
     shipped = {p.relative_to(REPO).as_posix() for p in (REPO / 'wae_timm' / 'weights').iterdir()}
     assert shipped and shipped <= names
     assert {'wae_timm/__main__.py', 'wae_timm/cli/__init__.py', 'wae_timm/cli/validate.py'} <= names
-    assert 'wae-timm = wae_timm.cli:main' in entry_points
+    assert 'wae-timm = wae_timm.cli:console_main' in entry_points
 
     venv = tmp_path / 'venv'
     subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', '--without-pip', str(venv)], check=True)
@@ -280,3 +280,18 @@ def test_wheel_installs_the_command_line_and_the_weights(tmp_path, tiny_script):
     assert 'shape (1, 3)' in result.stdout and "argv ['tiny.py', 'x', '--exit', '4']" in result.stdout
     module_file = Path(result.stdout.split('wae_timm ', 1)[1].splitlines()[0])
     assert module_file.resolve().is_relative_to(venv.resolve()), module_file
+
+
+def test_user_errors_are_one_line_and_exit_2_at_the_command_line(tmp_path):
+    """`python -m wae_timm` (as the console script): a missing file is one line naming it, no traceback."""
+    missing = tmp_path / 'no_such_checkpoint.pth.tar'
+    command = [sys.executable, '-m', 'wae_timm', 'push', str(missing), 'wae_resnet18.fmnist',
+               '--out', str(tmp_path / 'out'), '--dry-run']
+    env = {k: v for k, v in os.environ.items() if k != 'WAE_TIMM_DEBUG'}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if 'error' in line]
+    assert len(errors) == 1 and str(missing) in errors[0] and errors[0].startswith('wae-timm push: error:')
+    assert 'Traceback' not in result.stderr
+    debug = subprocess.run(command, capture_output=True, text=True, env=dict(env, WAE_TIMM_DEBUG='1'), cwd=tmp_path)
+    assert debug.returncode == 1 and 'Traceback' in debug.stderr

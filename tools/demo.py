@@ -2,7 +2,7 @@
 """`wae-timm demo` (the demo) from a checkout, with the same flags; see wae_timm/cli/."""
 import sys
 
-from wae_timm.cli import main
+from wae_timm.cli import console_main
 
 if __name__ == '__main__':
-    sys.exit(main(['demo', *sys.argv[1:]]))
+    sys.exit(console_main(['demo', *sys.argv[1:]]))

@@ -2,7 +2,7 @@
 """`wae-timm train-wae` (stage 1, the WAE alone) from a checkout, with the same flags; see wae_timm/cli/."""
 import sys
 
-from wae_timm.cli import main
+from wae_timm.cli import console_main
 
 if __name__ == '__main__':
-    sys.exit(main(['train-wae', *sys.argv[1:]]))
+    sys.exit(console_main(['train-wae', *sys.argv[1:]]))

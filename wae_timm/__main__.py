@@ -1,7 +1,7 @@
 """``python -m wae_timm COMMAND ...``: the ``wae-timm`` command line (see :mod:`wae_timm.cli`)."""
 import sys
 
-from .cli import main
+from .cli import console_main
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(console_main())

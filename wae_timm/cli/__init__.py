@@ -13,12 +13,14 @@ command's usage and the message and exits with status 2, as argparse does.
 """
 import argparse
 import importlib
+import os
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from .. import __version__
+from ..models.pretrained import NoPretrainedWeightsError
 
-__all__ = ['main', 'parse_args', 'build_parser', 'UsageError', 'COMMANDS']
+__all__ = ['main', 'console_main', 'parse_args', 'build_parser', 'UsageError', 'COMMANDS']
 
 
 class UsageError(ValueError):
@@ -100,9 +102,35 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run one ``wae-timm`` command; returns its exit status (argparse exits with 2 on bad arguments)."""
+    """Run one ``wae-timm`` command; returns its exit status (argparse exits with 2 on bad arguments).
+
+    Errors other than bad arguments propagate, for callers in Python; :func:`console_main` is the
+    command line's entry point.
+    """
     args = parse_args(argv)
     try:
         return args._run(args)
     except UsageError as err:
         args._parser.error(str(err))
+
+
+# what a user can cause and fix (a missing or existing file, a bad value, weights that are not there):
+# one line and exit 2 at the command line, not a traceback
+USER_ERRORS = (OSError, ValueError, NoPretrainedWeightsError)
+DEBUG_ENV = 'WAE_TIMM_DEBUG'
+
+
+def console_main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ``wae-timm`` console script: :func:`main`, with user errors as one line on stderr and exit 2.
+
+    ``WAE_TIMM_DEBUG=1`` shows the full traceback instead.
+    """
+    try:
+        return main(argv)
+    except USER_ERRORS as err:
+        if os.environ.get(DEBUG_ENV, '') not in ('', '0'):
+            raise
+        command = (list(argv) if argv is not None else sys.argv[1:])[:1]
+        print(f"wae-timm {' '.join(command)}: error: {err} ({type(err).__name__}; {DEBUG_ENV}=1 shows the traceback)",
+              file=sys.stderr)
+        return 2
