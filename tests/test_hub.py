@@ -209,7 +209,7 @@ def test_push_tool_dry_run_and_upload_call(published, tmp_path):
     safetensors_ckpt = tmp_path / 'weights.safetensors'
     save_file(published['reference'].state_dict(), safetensors_ckpt)
     out = tmp_path / 'folder'
-    with mock.patch('huggingface_hub.HfApi') as api_cls:
+    with mock.patch('wae_timm.publish.hub.HfApi') as api_cls:
         assert cli_main(['push', str(safetensors_ckpt), TAG, '--out', str(out), '--dry-run']) == 0
     api_cls.assert_not_called()
     assert load_file(out / 'model.safetensors').keys() == load_file(published['folder'] / 'model.safetensors').keys()
@@ -221,7 +221,7 @@ def test_push_tool_dry_run_and_upload_call(published, tmp_path):
     upload_folder(out, 'wae-timm/wae_resnet18.fmnist', api=api)
     api.create_repo.assert_called_once_with('wae-timm/wae_resnet18.fmnist', private=False, exist_ok=True)
     assert api.upload_folder.call_args.kwargs['folder_path'] == str(out)
-    with mock.patch('huggingface_hub.HfApi') as api_cls:
+    with mock.patch('wae_timm.publish.hub.HfApi') as api_cls:
         api_cls.return_value.create_repo.return_value = mock.Mock(repo_id='me/x')
         cli_main(['push', str(safetensors_ckpt), TAG, '--out', str(out), '--overwrite', '--repo-id', 'me/x'])
     api_cls.return_value.upload_folder.assert_called_once()
@@ -319,7 +319,7 @@ def test_push_uploads_only_the_files_it_wrote(published, tmp_path, capsys):
     (out / 'my_notes.txt').write_text('private')
     (out / 'old').mkdir()
     (out / 'old' / 'model.safetensors').write_bytes(b'an old export')
-    with mock.patch('huggingface_hub.HfApi') as api_cls:
+    with mock.patch('wae_timm.publish.hub.HfApi') as api_cls:
         api_cls.return_value.create_repo.return_value = mock.Mock(repo_id='me/x')
         cli_main(['push', str(checkpoint), TAG, '--out', str(out), '--overwrite', '--repo-id', 'me/x',
                   '--results-dir', str(tmp_path)])

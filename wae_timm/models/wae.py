@@ -607,14 +607,17 @@ def build_wrapper(variant: str, model_args: Dict[str, Any], pretrained: bool = F
     """
     _check_parsed_kwargs(kwargs)
     model_args = dict(model_args, **kwargs)
+    feature_cfg = dict(feature_cls='getter')
+    if model_args.get('features_only'):
+        # the backbone's own feature levels (ConvNeXt has 4, ResNet 5, VGG 6), asked of timm only when needed
+        feature_cfg['out_indices'] = default_out_indices(model_args['backbone'])
     source = prepare_pretrained(variant, model_args, PRETRAINED_TAGS) if pretrained else None
     with explain_load_errors(source):
         return build_model_with_cfg(
             WAEWrapper, variant, pretrained,
             # the default FeatureListNet rebuilds a model from its direct children,
-            # which cannot reach inside the branches: use forward_intermediates, with
-            # the backbone's own feature levels (ConvNeXt has 4, ResNet 5, VGG 6)
-            feature_cfg=dict(feature_cls='getter', out_indices=default_out_indices(model_args['backbone'])),
+            # which cannot reach inside the branches: use forward_intermediates
+            feature_cfg=feature_cfg,
             pretrained_filter_fn=checkpoint_filter(source) if source else None,
             **model_args,
         )

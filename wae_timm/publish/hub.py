@@ -27,11 +27,19 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
 
+import timm
 import torch
 import torch.nn as nn
+from huggingface_hub import HfApi, constants
+from huggingface_hub.file_download import repo_folder_name
+from safetensors import SafetensorError
+from timm import __version__ as timm_version
+from timm.models import load_state_dict, save_for_hf
 
 from ..layers.checks import non_finite_keys, state_dict_mismatch
 from ..models.pretrained import PretrainedTag, drop_decoder
+from ..models.wae import PRETRAINED_TAGS
+from .model_card import render_model_card
 from ..files import PathLike
 
 __all__ = [
@@ -50,7 +58,6 @@ TRAINING_ONLY_ARGS = ('wae_weights', 'freeze_wae', 'aux_loss_weight', 'pretraine
 
 def find_tag(name: str) -> PretrainedTag:
     """The registered tag called ``name`` (``'wae_resnet18.fmnist'``)."""
-    from ..models.wae import PRETRAINED_TAGS
     if name not in PRETRAINED_TAGS:
         raise KeyError(f'unknown pretrained tag {name!r}; registered tags: {sorted(PRETRAINED_TAGS)}')
     return PRETRAINED_TAGS[name]
@@ -67,8 +74,6 @@ def read_checkpoint(path: PathLike, use_ema: bool = True) -> Dict[str, torch.Ten
     weights (optimizer, scheduler, args) is left behind; DDP / torch.compile
     prefixes are removed.
     """
-    from safetensors import SafetensorError
-    from timm.models import load_state_dict
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint {path} does not exist')
@@ -119,7 +124,6 @@ def build_for_export(
     ``model_args`` so ``hf-hub:`` rebuilds the same model on any machine. The
     decoder is built exactly when the tag keeps it.
     """
-    import timm
     kwargs = architecture_args(model_kwargs, tag.keeps_decoder)
     model = timm.create_model(tag.name, **kwargs)
     state_dict = strip_training_state(state_dict, tag.keeps_decoder)
@@ -148,7 +152,6 @@ def export_folder(
 
     Refuses a non-empty ``folder`` unless ``overwrite``.
     """
-    from timm.models import save_for_hf
     folder = Path(folder)
     _check_writable_folder(folder, overwrite)
     save_for_hf(model, folder, safe_serialization=True)
@@ -166,7 +169,6 @@ def export_checkpoint(
         results_dir: PathLike = 'results',
 ) -> Path:
     """``checkpoint`` -> the published folder of ``tag_name`` (weights, config, model card)."""
-    from .model_card import render_model_card
     tag = find_tag(tag_name)
     folder = Path(folder)
     _check_writable_folder(folder, overwrite)  # before the slow part
@@ -192,8 +194,6 @@ def upload_folder(
     if missing:
         raise FileNotFoundError(f'{folder} is not an exported model folder: {missing} missing')
     if api is None:
-        from huggingface_hub import HfApi
-        from timm import __version__ as timm_version
         api = HfApi(token=token, library_name='timm', library_version=timm_version)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     return api.upload_folder(
@@ -229,8 +229,6 @@ def install_into_hf_cache(
     from it. The commit id is derived from the files' hashes. Returns the
     snapshot folder. ``cache_dir`` defaults to huggingface_hub's (``HF_HUB_CACHE``).
     """
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import repo_folder_name
     folder = Path(folder)
     files = [f for f in files if (folder / f).is_file()]
     if 'model.safetensors' not in files or 'config.json' not in files:
