@@ -272,7 +272,7 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
         lr_scheduler=scheduler, checkpointer=checkpointer, resume=cfg.resume, eval_loader=eval_loader,
         eval_metric=cfg.eval_metric, device=context.device, max_updates=cfg.max_updates,
         on_epoch_end=log_epoch, clip_grad=cfg.clip_grad, amp_dtype=amp_dtype, loss_scaler=loss_scaler,
-        progress=cfg.progress)
+        progress=cfg.progress, seed=cfg.seed)
 
     if context.is_primary and read_train_state(output).epoch >= cfg.epochs:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
