@@ -16,7 +16,8 @@ import wae_timm  # noqa: F401
 from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
 from wae_timm.cli import main as cli_main, parse_args as cli_parse_args
 from wae_timm.cli.train import config_from_args
-from wae_timm.data import find_photographs
+from wae_timm.data import FashionMNIST, create_image_dataset, create_train_loader, find_photographs, \
+    paper_crop_transform
 from wae_timm.train import STAGE1_RECIPES, read_train_state
 from wae_timm.train.classifier import ClassifierTrainConfig, train_classifier
 
@@ -84,23 +85,66 @@ def test_train_cli_maps_timm_flags_to_the_config():
     assert cfg.resume and not cfg.progress and cfg.kd_model_name == 'resnet50' and cfg.smoothing == 0
 
 
-def test_trainer_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
-    reference = train_classifier(_tiny_config(tmp_path / 'reference', stage=3))
+def _photo_tree(root: Path, size=(60, 40)) -> Path:
+    """An ImageNet-style tree of real photographs: train/ (8) and validation/ (4), two classes."""
+    for index, path in enumerate(find_photographs()):
+        split = 'validation' if index % 3 == 0 else 'train'
+        folder = root / split / ('meadows' if index % 2 else 'closeups')
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.open(path)
+        image.draft('RGB', (image.width // 8, image.height // 8))
+        image.convert('RGB').resize(size).save(folder / path.name)
+    return root
+
+
+@pytest.mark.parametrize('data, workers', [('fashion_mnist', 0), ('image_folder', 2)])
+def test_trainer_resumed_run_is_bit_identical_with_augmentation_and_dropout(tmp_path, data, workers):
+    """Killed after 5 of 8 steps (mid-epoch, between checkpoints), then resumed: the same weights to the bit,
+    with random flips (and random crops for the image folder), dropout, and loader workers."""
+    if data == 'fashion_mnist':
+        settings = dict(hflip=0.5)
+    else:
+        settings = dict(dataset='', data_dir=str(_photo_tree(tmp_path / 'data')), img_size=32, batch_size=2,
+                        lr=1e-3, train_samples=None, val_samples=None)
+    reference = train_classifier(_tiny_config(tmp_path / 'reference', stage=3, drop=0.3, workers=workers, **settings))
     assert [int(row['epoch']) for row in _summary(tmp_path / 'reference')] == [0, 1]
     row = _summary(tmp_path / 'reference')[-1]
-    assert float(row['train_transform']) > 0 and int(row['eval_count']) == 16
+    assert float(row['train_transform']) > 0 and int(row['eval_count']) == (16 if data == 'fashion_mnist' else 4)
 
-    killed = _tiny_config(tmp_path / 'killed', stage=3)
-    train_classifier(killed.__class__(**{**killed.__dict__, 'max_updates': 5}))
+    killed = _tiny_config(tmp_path / 'killed', stage=3, drop=0.3, workers=workers, **settings)
+    train_classifier(dataclasses.replace(killed, max_updates=5))
     assert read_train_state(tmp_path / 'killed').__dict__ == {'epoch': 1, 'step_in_epoch': 1, 'num_updates': 5}
     with pytest.raises(FileExistsError, match='--resume'):
         train_classifier(killed)
-    resumed = train_classifier(killed.__class__(**{**killed.__dict__, 'resume': True}))
+    resumed = train_classifier(dataclasses.replace(killed, resume=True))
     assert resumed['history'][0]['steps'] == 3
 
     final = load_file(str(tmp_path / 'killed' / 'model.safetensors'))
-    for name, value in reference['model'].state_dict().items():
-        assert torch.allclose(final[name], value, atol=1e-5), name
+    differing = [name for name, value in reference['model'].state_dict().items() if not torch.equal(final[name], value)]
+    assert not differing
+
+
+@pytest.mark.parametrize('data', ['fashion_mnist', 'image_folder'])
+def test_train_loader_augments_each_sample_the_same_whatever_the_workers_and_start(tmp_path, data):
+    """Epoch 1 read whole with no workers, and from its third batch with two workers after other random
+    draws: the same (randomly flipped / cropped) tensors, and different ones in epoch 2."""
+    if data == 'fashion_mnist':
+        dataset = FashionMNIST('train', hflip=True, indices=range(12))
+    else:
+        dataset = create_image_dataset(_photo_tree(tmp_path / 'data', size=(40, 30)), paper_crop_transform(24, 32))
+
+    def read_epoch(workers: int, epoch: int, start_batch: int = 0):
+        loader = create_train_loader(dataset, 2, seed=3, workers=workers)
+        loader.sampler.set_epoch(epoch)
+        loader.sampler.set_start(start_batch * 2)
+        return [x for x, _ in loader]
+
+    whole = read_epoch(0, 1)
+    torch.rand(100)  # the process's random state must not matter
+    resumed = read_epoch(2, 1, start_batch=2)
+    assert len(resumed) == len(whole) - 2
+    assert all(torch.equal(a, b) for a, b in zip(whole[2:], resumed))
+    assert not all(torch.equal(a, b) for a, b in zip(whole, read_epoch(0, 2)))
 
 
 def test_trainer_stage2_needs_and_freezes_a_stage1_wae(tmp_path):
@@ -130,15 +174,8 @@ def test_trainer_distills_from_a_local_teacher(tmp_path):
 
 def test_trainer_on_an_image_folder(tmp_path):
     """An ImageNet-style tree (train/ and validation/ with class folders) of real photographs."""
-    for index, path in enumerate(find_photographs()):
-        split = 'validation' if index % 3 == 0 else 'train'
-        folder = tmp_path / 'data' / split / ('meadows' if index % 2 else 'closeups')
-        folder.mkdir(parents=True, exist_ok=True)
-        image = Image.open(path)
-        image.draft('RGB', (image.width // 8, image.height // 8))
-        image.convert('RGB').resize((60, 40)).save(folder / path.name)
-    run = train_classifier(_tiny_config(tmp_path / 'run', dataset='', data_dir=str(tmp_path / 'data'), img_size=32,
-                                        epochs=1, batch_size=4, train_samples=None, val_samples=None))
+    run = train_classifier(_tiny_config(tmp_path / 'run', dataset='', data_dir=str(_photo_tree(tmp_path / 'data')),
+                                        img_size=32, epochs=1, batch_size=4, train_samples=None, val_samples=None))
     assert run['model'].num_classes == 2
     row = _summary(tmp_path / 'run')[0]
     assert int(row['train_steps']) == 2 and int(row['eval_count']) == 4
