@@ -274,7 +274,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_still_a_run(tmp_path):
     (users / 'config.json').write_text('{"model": "wae_resnet18"}')
     assert holds_a_run(killed) and not holds_a_run(users)
     check_fresh_output(killed, resume=False, overwrite=False)
-    with pytest.raises(FileNotFoundError, match='--resume: no checkpoint'):
+    with pytest.raises(FileNotFoundError, match='--resume checkpoint .* does not exist'):
         check_fresh_output(killed, resume=True, overwrite=False)
     with pytest.raises(FileExistsError, match='holds no run of this tool'):
         check_fresh_output(users, resume=False, overwrite=True)

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from ..files import atomic_write, refuse_to_overwrite, remove_stale_temporaries
 from ..models.checkpoint_files import load_state_dict_strictly, reading_weights_file
-from ..models.pretrained import CheckpointMismatchError, CorruptWeightsError
+from ..models.pretrained import CheckpointMismatchError, CorruptWeightsError, MissingWeightsError
 from .distributed import unwrap
 
 __all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'clear_run', 'read_checkpoint',
@@ -188,7 +188,8 @@ def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: boo
                               f'tool (no {LAST_CHECKPOINT}, no {RUN_CONFIG} of this tool): give a new or empty folder')
     if resume:
         if not checkpoint.is_file():
-            raise FileNotFoundError(f'--resume: no checkpoint at {checkpoint}')
+            raise MissingWeightsError(f'--resume checkpoint {checkpoint} does not exist: there is no run to resume '
+                                      'there (start one without --resume)')
         return
     if overwrite:
         if clear:
