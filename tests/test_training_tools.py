@@ -314,3 +314,63 @@ def test_trainer_resume_removes_temporary_files_of_a_killed_save(tmp_path):
     train_classifier(dataclasses.replace(cfg, resume=True))
     assert read_train_state(output).num_updates == 2 and (output / 'model.safetensors').is_file()
     assert not any(path.exists() for path in stale) and kept.exists()
+
+
+@pytest.mark.parametrize('setting, flag', [
+    (dict(epochs=0), '--epochs'), (dict(batch_size=0), '--batch-size'), (dict(val_samples=0), '--val-samples'),
+    (dict(train_samples=0), '--train-samples'), (dict(num_classes=5), '--num-classes'),
+])
+def test_trainer_refuses_settings_no_run_can_use_before_writing(tmp_path, setting, flag):
+    """--epochs 0 was a bare AssertionError, --val-samples 0 reported top1 0.00, --num-classes 5 on the 10
+    Fashion-MNIST classes failed with an IndexError in the loss: each is refused, naming the flag, before any write."""
+    with pytest.raises(ValueError, match=flag) as info:
+        train_classifier(_tiny_config(tmp_path / 'run', **setting))
+    assert str(list(setting.values())[0]) in str(info.value)
+    assert not (tmp_path / 'run').exists()
+
+
+def test_train_cli_epochs_0_is_one_line_naming_the_flag(tmp_path, capsys):
+    from wae_timm.cli import console_main
+    status = console_main(['train', '--dataset', 'fashion_mnist', '--model', 'wae_resnet18', '--epochs', '0',
+                           '--output', str(tmp_path / 'run'), '--device', 'cpu', '--no-progress'])
+    err = capsys.readouterr().err
+    assert status == 2 and 'epochs (--epochs) must be at least 1, got 0' in err and 'Traceback' not in err
+
+
+def test_trainer_refuses_fewer_classes_than_an_image_folder_has(tmp_path):
+    data = _photo_tree(tmp_path / 'data')
+    with pytest.raises(ValueError, match=r'--num-classes\) 1 is fewer than the 2 classes of the data'):
+        train_classifier(_tiny_config(tmp_path / 'run', dataset='', data_dir=str(data), img_size=32, num_classes=1,
+                                      batch_size=4, train_samples=None, val_samples=None))
+    assert not (tmp_path / 'run').exists()
+
+
+def test_evaluate_refuses_an_empty_loader():
+    from wae_timm.train.engine import evaluate
+    with pytest.raises(ValueError, match='no samples'):
+        evaluate(timm.create_model('resnet18', num_classes=2), [])
+
+
+def test_a_decompression_bomb_in_the_data_is_named(tmp_path, monkeypatch):
+    """An image whose header claims more than twice PIL's pixel limit: PIL's error had no file name."""
+    data = _photo_tree(tmp_path / 'data')
+    bomb = data / 'train' / 'meadows' / 'bomb.png'
+    Image.new('RGB', (200, 200)).save(bomb)  # 40000 pixels, > 2 x the limit below; the others have 2400
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 10000)
+    cfg = _tiny_config(tmp_path / 'run', dataset='', data_dir=str(data), img_size=32, epochs=1, batch_size=9,
+                       train_samples=None, val_samples=None)
+    with pytest.raises(ValueError, match=rf'image {bomb}: .*decompression bomb'):
+        train_classifier(cfg)
+
+
+def test_trainer_resume_refuses_changed_settings_and_accepts_where_and_how_fast(tmp_path):
+    """-b and --epochs changed on --resume were accepted silently (a different schedule under the old optimizer
+    state); the number of workers or the checkpoint interval may change."""
+    cfg = _tiny_config(tmp_path / 'run', epochs=1, train_samples=16)
+    train_classifier(dataclasses.replace(cfg, max_updates=1))
+    config_before = (tmp_path / 'run' / 'config.json').read_text()
+    with pytest.raises(ValueError, match=r'--epochs 1 -> 3, --batch-size 8 -> 4.*--overwrite'):
+        train_classifier(dataclasses.replace(cfg, resume=True, epochs=3, batch_size=4))
+    assert (tmp_path / 'run' / 'config.json').read_text() == config_before
+    train_classifier(dataclasses.replace(cfg, resume=True, workers=1, checkpoint_interval=1))
+    assert read_train_state(tmp_path / 'run').num_updates == 2
