@@ -374,3 +374,38 @@ def test_trainer_resume_refuses_changed_settings_and_accepts_where_and_how_fast(
     assert (tmp_path / 'run' / 'config.json').read_text() == config_before
     train_classifier(dataclasses.replace(cfg, resume=True, workers=1, checkpoint_interval=1))
     assert read_train_state(tmp_path / 'run').num_updates == 2
+
+
+def test_train_wae_overwrite_keeps_the_old_run_until_the_new_one_is_valid(tmp_path, capsys):
+    """`train-wae --overwrite` deleted the old run before reading the data: a typo left no run at all."""
+    output = tmp_path / 'wae.safetensors'
+    run_dir = tmp_path / 'wae.safetensors.run'
+    base = ['train-wae', '--epochs', '1', '-b', '4', '--img-size', '32', '--resize', '40', '-j', '0', '--no-progress',
+            '--device', 'cpu', '--output', str(output), '--checkpoint-interval', '1']
+    cli_main([*base, '--photographs', '--max-updates', '1'])
+    old_files = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    mistakes = [
+        ([str(tmp_path / 'typo')], FileNotFoundError),  # data
+        (['--photographs', '-b', '1000'], ValueError),  # fewer images than one batch
+        (['--photographs', '--resize', '16'], ValueError),  # resize smaller than the crop
+    ]
+    for mistake, error in mistakes:
+        with pytest.raises(error):
+            cli_main([*base, *mistake, '--overwrite'])
+        assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == old_files, mistake
+    cli_main([*base, '--photographs', '--overwrite'])
+    state = read_train_state(run_dir)
+    assert state.epoch == 1 and state.num_updates == 3 and output.is_file()
+
+
+def test_train_wae_resume_refuses_another_recipe(tmp_path, capsys):
+    output = tmp_path / 'wae.safetensors'
+    base = ['train-wae', '--photographs', '--epochs', '1', '-b', '4', '--img-size', '32', '--resize', '40', '-j', '0',
+            '--no-progress', '--device', 'cpu', '--output', str(output)]
+    cli_main([*base, '--max-updates', '1'])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([*base, '-b', '2', '--epochs', '2', '--resume'])
+    assert exit_info.value.code == 2
+    assert "epochs 1 -> 2, batch_size 4 -> 2" in capsys.readouterr().err
+    cli_main([*base, '--resume'])
+    assert read_train_state(f'{output}.run').num_updates == 3
