@@ -56,7 +56,7 @@ def _write_bad(path: Path, kind: str, good: Path, foreign: dict) -> None:
         data = good.read_bytes()
         path.write_bytes(data[:len(data) // 2])
     elif kind == 'pickle':
-        path.write_bytes(pickle.dumps({'state_dict': _NotATensor()}))
+        path.write_bytes(pickle.dumps({'state_dict': _NotATensor()}, protocol=2))
     elif kind == 'garbage':
         path.write_bytes(os.urandom(4096))
     elif kind == 'foreign':

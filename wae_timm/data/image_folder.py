@@ -16,8 +16,8 @@ from torchvision import transforms
 
 from .sampler import ResumableSampler, SeededSamples
 
-__all__ = ['paper_crop_transform', 'create_image_dataset', 'dataset_class_to_idx', 'create_train_loader',
-           'create_eval_loader']
+__all__ = ['paper_crop_transform', 'create_image_dataset', 'FileNamingImageDataset', 'dataset_class_to_idx',
+           'create_train_loader', 'create_eval_loader']
 
 
 def paper_crop_transform(
