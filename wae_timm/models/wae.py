@@ -603,8 +603,12 @@ def build_wrapper(variant: str, model_args: Dict[str, Any], pretrained: bool = F
     """A registered :class:`WAEWrapper` variant built by timm from its ``model_args`` (``kwargs`` override them).
 
     ``pretrained=True`` fails before building when the variant's tag has no weights,
-    and load errors name the weight file (see :mod:`wae_timm.models.pretrained`).
+    and load errors name the weight file (see :mod:`wae_timm.models.pretrained`); so
+    do those of ``timm.create_model``'s ``checkpoint_path=`` (see
+    :func:`~wae_timm.models.checkpoint_files.explain_checkpoint_path_errors`).
     """
+    from .checkpoint_files import explain_checkpoint_path_errors
+    explain_checkpoint_path_errors(WAEWrapper)  # timm loads checkpoint_path after this returns
     _check_parsed_kwargs(kwargs)
     model_args = dict(model_args, **kwargs)
     feature_cfg = dict(feature_cls='getter')
