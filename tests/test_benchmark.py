@@ -196,9 +196,9 @@ def test_benchmark_arguments_refused_with_the_reason(argv, device, message):
 def test_benchmark_arguments_cuda_bf16_defaults():
     from wae_timm.cli import parse_args
     from wae_timm.cli.benchmark import check_arguments
-    args = parse_args(['benchmark', '--precision', 'bf16', '--backend', 'compile'])
+    args = parse_args(['benchmark', '--precision', 'fp32', 'bf16', '--backend', 'compile'])
     check_arguments(args, 'cuda')
-    assert args.batch_sizes == [1, 256] and args.backends == ['compile'] and args.precision == 'bf16'
+    assert args.batch_sizes == [1, 256] and args.backends == ['compile'] and args.precision == ['fp32', 'bf16']
 
 
 # ----------------------------------------------------------------------------- per-component profile
@@ -242,3 +242,9 @@ def test_profile_refuses_what_it_cannot_split():
                            create=lambda name: timm.create_model('test_resnet'))
     with pytest.raises(ValueError, match='unknown profile variants'):
         profile_components(['wae'], variants=['tensorrt'], create=_create_tiny_wae, progress=False)
+
+
+def test_ablation_leaves_onnxruntime_out_unless_asked_for():
+    from wae_timm.experiments.speed import STEPS, ablation_steps
+    assert ONNX not in ablation_steps(('jit',)) and CONCURRENT in ablation_steps(('jit',))
+    assert ablation_steps(('jit', 'onnxruntime')) == list(STEPS)

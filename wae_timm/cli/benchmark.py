@@ -3,7 +3,7 @@
     wae-timm benchmark --overwrite
     PYTHONPATH=. python tools/benchmark.py --overwrite     # the same, from a checkout
     wae-timm benchmark --backends jit compile onnxruntime --overwrite     # every backend, fair ratios
-    wae-timm benchmark --device cuda --precision bf16 --backends compile --overwrite   # GPU: batch 1 and 256
+    wae-timm benchmark --device cuda --precision fp32 bf16 --backends compile --overwrite   # GPU: batch 1 and 256
     wae-timm benchmark --profile --overwrite     # per-component profile of the WAE models
 
 writes results/benchmark_cpu.{csv,md,png} and benchmark_cpu_timm.csv (timm benchmark.py's columns);
@@ -46,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'backbone at 224 and the WAE model run every step in the batch-1 ablation)')
     parser.add_argument('--backend', choices=GRAPH_BACKENDS, default=None,
                         help='one graph backend (the same as --backends with one value)')
-    parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
-                        help='weights and inputs in this dtype (bf16: not with onnxruntime)')
+    parser.add_argument('--precision', nargs='+', choices=list(PRECISIONS), default=['fp32'],
+                        help='weights and inputs in this dtype; several: one phase each, in one file '
+                             '(bf16: not with onnxruntime)')
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda' or 'auto' (CUDA when present)")
     parser.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
     parser.add_argument('--clock', choices=['wall', 'thread'], default='wall',
@@ -105,10 +106,11 @@ def check_arguments(args: argparse.Namespace, device: str) -> None:
         raise UsageError('--threads and --warmup must be >= 0')
     if args.clock == 'thread' and device.startswith('cuda'):
         raise UsageError('--clock thread times CPU threads; on CUDA the timer is CUDA events (drop --clock)')
-    if args.profile and args.precision != 'fp32':
+    if args.profile and args.precision != ['fp32']:
         raise UsageError('--profile runs fp32 only (drop --precision)')
     try:
-        check_precision(args.precision, torch.device(device), args.backends)
+        for precision in args.precision:
+            check_precision(precision, torch.device(device), args.backends)
     except ValueError as err:
         raise UsageError(str(err)) from err
 
@@ -133,10 +135,12 @@ def run(args: argparse.Namespace) -> int:
     if args.profile:
         return _run_profile(args, device, name, rounds, env, command)
     check_writable(args.out_dir, name, args.overwrite)  # before a long run
-    rows = run_benchmark(args.backbones, args.batch_sizes, rounds, args.backends, device=device,
-                         warmup=args.warmup, progress=not args.no_progress, clock=args.clock,
-                         precision=args.precision)
-    env['precision'] = args.precision
+    rows = []
+    for precision in args.precision:
+        rows += run_benchmark(args.backbones, args.batch_sizes, rounds, args.backends, device=device,
+                              warmup=args.warmup, progress=not args.no_progress, clock=args.clock,
+                              precision=precision)
+    env['precision'] = ', '.join(args.precision)
     paths = write_results(rows, args.out_dir, name, env,
                           [optimised_step(b) for b in args.backends], command, overwrite=args.overwrite)
     print(paths['md'].read_text())

@@ -33,7 +33,7 @@ from ..models.comparison import COMPARISON, REFERENCE, WAE
 __all__ = [
     'Candidate', 'Entry', 'TimingRow', 'Target', 'TARGETS', 'STEPS', 'PRECISIONS', 'TIMM_COLUMNS',
     'default_candidates', 'interleaved_order', 'run_benchmark', 'speedups', 'check_targets', 'check_precision',
-    'timm_rows', 'step_applies', 'REFERENCE_LABEL', 'ABLATED_LABELS',
+    'timm_rows', 'step_applies', 'ablation_steps', 'REFERENCE_LABEL', 'ABLATED_LABELS',
 ]
 
 # optimisation steps (prepare_for_inference arguments), cumulative up to channels_last; then alternative
@@ -63,6 +63,12 @@ def optimised_step(backend: str) -> str:
             return name
     raise ValueError(f'no optimisation step uses backend {backend!r}; expected one of '
                      f"{sorted({a['backend'] for a in STEPS.values()} - {'eager'})}")
+
+
+def ablation_steps(backends: Sequence[str]) -> List[str]:
+    """The ablation's steps: every step of :data:`STEPS` but onnxruntime's, unless it is one of ``backends``
+    (it needs the optional ``deploy`` extra)."""
+    return [name for name, args in STEPS.items() if args['backend'] != 'onnxruntime' or 'onnxruntime' in backends]
 
 
 def step_applies(step: str, model: nn.Module) -> bool:
@@ -292,8 +298,8 @@ def run_benchmark(
     """Time every candidate of ``backbones`` at each batch size; returns rows with speed-ups and FLOPs.
 
     Every candidate runs eager and with the full fast path of each of ``backends``
-    ('jit', 'compile', 'onnxruntime'); the backbone at 224 and the WAE model also run every
-    step of :data:`STEPS` (or those named in ``steps``) at ``ablation_batch_sizes``
+    ('jit', 'compile', 'onnxruntime'); the backbone at 224 and the WAE model also run the
+    :func:`ablation_steps` (or those named in ``steps``) at ``ablation_batch_sizes``
     (the ablation). Each batch size is one interleaved phase;
     ``rounds[batch_size]`` calls per entry (default 10 at batch 1, 2 otherwise).
     ``candidates`` replaces the :func:`default_candidates` of ``backbones``; ``clock``: see :func:`time_call`;
@@ -307,11 +313,12 @@ def run_benchmark(
     if candidates is None:
         candidates = [c for b in backbones for c in default_candidates(b)]
     final_steps = [optimised_step(b) for b in backends]
+    ablation = list(steps) if steps else ablation_steps(backends)
     rows: List[TimingRow] = []
     for batch_size in batch_sizes:
         def steps_for(candidate: Candidate) -> List[str]:
             if batch_size in ablation_batch_sizes and candidate.label in ABLATED_LABELS:
-                return list(steps or STEPS)
+                return list(ablation)
             return [EAGER] + final_steps
 
         entries = prepare_entries(
