@@ -430,7 +430,8 @@ class WAEWrapper(nn.Module):
         if not self.fusion:
             return f_low, f_low[:, :0]
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            return f_low, checkpoint(self._high_features, high, use_reentrant=False)
+            # the BatchNorm stays outside: a recomputation would update its running statistics twice
+            return f_low, checkpoint(self.high.forward_features, self.high_norm(high), use_reentrant=False)
         return f_low, self._high_features(high)
 
     def _high_features(self, high: torch.Tensor) -> torch.Tensor:
