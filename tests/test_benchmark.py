@@ -248,3 +248,27 @@ def test_ablation_leaves_onnxruntime_out_unless_asked_for():
     from wae_timm.experiments.speed import STEPS, ablation_steps
     assert ONNX not in ablation_steps(('jit',)) and CONCURRENT in ablation_steps(('jit',))
     assert ablation_steps(('jit', 'onnxruntime')) == list(STEPS)
+
+
+def test_profile_command_writes_the_table_and_refuses_to_overwrite(tmp_path, monkeypatch, capsys):
+    """``wae-timm benchmark --profile`` hands its flags to profile_components and writes profile_cpu.{csv,md}."""
+    from wae_timm.cli import main
+    from wae_timm.experiments import profile
+    calls = {}
+    real = profile.profile_components
+
+    def tiny_profile(model_names, batch_sizes, rounds, **kwargs):
+        calls['args'] = (list(model_names), list(batch_sizes), rounds, kwargs['clock'])
+        return real(['wae'], batch_sizes=(1,), rounds={1: 1}, input_size=32, warmup=0, variants=['eager'],
+                    create=_create_tiny_wae, progress=False)
+
+    monkeypatch.setattr(profile, 'profile_components', tiny_profile)
+    argv = ['benchmark', '--profile', '--batch-sizes', '1', '32', '--rounds', '4', '2', '--device', 'cpu',
+            '--clock', 'thread', '--out-dir', str(tmp_path), '--no-progress']
+    assert main(argv) == 0
+    assert calls['args'] == (['wae_resnet50', 'wae_vgg16'], [1, 32], {1: 4, 32: 2}, 'thread')
+    assert (tmp_path / 'profile_cpu.csv').is_file() and 'tools/benchmark.py --profile' in \
+        (tmp_path / 'profile_cpu.md').read_text()
+    assert '| encoder |' in capsys.readouterr().out
+    with pytest.raises(FileExistsError, match='--overwrite'):
+        main(argv)

@@ -11,8 +11,10 @@ by its own, taken from the same batch size and either the same optimisation
 step (fair: both optimised alike) or the backbone's eager step.
 
 The candidates are the methods of the paper's comparison
-(:data:`wae_timm.models.comparison.COMPARISON`). What a run writes (CSV,
-markdown summary, plot) is in :mod:`wae_timm.experiments.speed_report`.
+(:data:`wae_timm.models.comparison.COMPARISON`), each run eager and through the fast
+path of every requested backend (jit, compile, onnxruntime), in fp32 or bf16 (weights and
+inputs), on CPU or CUDA. What a run writes (CSV, the same rows in timm benchmark.py's
+columns, markdown summary, plot) is in :mod:`wae_timm.experiments.speed_report`.
 """
 import copy
 import os

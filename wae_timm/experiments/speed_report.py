@@ -1,5 +1,7 @@
-"""What a speed benchmark run writes: one CSV row per (model, step, batch size), a markdown summary
-with the machine, the targets and an ablation table, and a PNG of fvcore GFLOPs against measured latency.
+"""What a speed benchmark run writes: one CSV row per (model, step, precision, batch size), the same rows
+in timm benchmark.py's columns (``*_timm.csv``, see :func:`~wae_timm.experiments.speed.timm_rows`), a
+markdown summary with the machine, the targets and an ablation table, and a PNG of fvcore GFLOPs against
+measured latency.
 """
 import csv
 import os
