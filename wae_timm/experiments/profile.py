@@ -272,8 +272,9 @@ def profile_markdown(rows: Sequence[ComponentRow], env: Dict[str, str], command:
                     line += ['n/a', ''] if r is None else [r.median_ms, f'{100 * r.share_of_total:.0f}%']
                 lines.append(line)
             first = next(iter(mine.values()))
-            parts += [f'## {model}, batch {batch_size} ({first.input_size}x{first.input_size}, {first.threads} '
-                      f'threads, {first.rounds} rounds, load {first.load_avg_1m:.2f})', '',
+            threads = f"{first.threads} thread{'s' if first.threads != 1 else ''}"
+            parts += [f'## {model}, batch {batch_size} ({first.input_size}x{first.input_size}, {threads}, '
+                      f'{first.rounds} rounds, load {first.load_avg_1m:.2f})', '',
                       markdown_table(header, lines, _fmt), '']
     return '\n'.join(parts)
 
