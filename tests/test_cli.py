@@ -138,7 +138,7 @@ def test_benchmark_records_the_command_that_regenerates_it(tmp_path, monkeypatch
     argv = ['--backbones', 'resnet18', '--batch-sizes', '1', '--rounds', '2', '--device', 'cpu',
             '--out-dir', str(tmp_path), '--clock', 'thread']
     assert main(['benchmark', *argv]) == 0
-    assert calls['run'] == (['resnet18'], [1], {1: 2}, 'jit', 'cpu', 'thread') and calls['name'] == 'benchmark_cpu'
+    assert calls['run'] == (['resnet18'], [1], {1: 2}, ['jit'], 'cpu', 'thread') and calls['name'] == 'benchmark_cpu'
     assert calls['command'] == 'PYTHONPATH=. python tools/benchmark.py ' + ' '.join(argv)
     assert capsys.readouterr().out.startswith('table')
 
