@@ -180,13 +180,13 @@ class WaveletLikeAutoEncoder(nn.Module):
     def encode(self, x: torch.Tensor) -> Decomposition:
         if self.to_bands is not None:
             return self._encode_merged(x)
-        shared = self.stem(x)
+        shared = self.stem(_stem_layout(x))
         if self.to_low is None:
             raise RuntimeError('this WaveletLikeAutoEncoder has neither to_low nor to_bands')
-        low = self.to_low(shared)
+        low = _in_layout_of(x, self.to_low(shared))
         if self.to_high is None:
             return Decomposition(low, low[:, :0])  # a view with no channels: nothing is allocated
-        return Decomposition(low, self.to_high(shared))
+        return Decomposition(low, _in_layout_of(x, self.to_high(shared)))
 
     def _encode_merged(self, x: torch.Tensor) -> Decomposition:
         bands = _in_layout_of(x, self.to_bands(self.stem(_stem_layout(x))))
@@ -205,7 +205,7 @@ class WaveletLikeAutoEncoder(nn.Module):
 
 # The 16-channel full-resolution maps are the encoder's largest tensors, and oneDNN runs these
 # convolutions about 1.6x (batch 1) to 2x (batch 32) faster NHWC than NCHW on CPU (measured, 1 thread):
-# a merged encoder runs its stem channels_last whatever the input's layout, and hands the bands back in
+# the encoder (merged or not) runs its stem channels_last whatever the input's layout, and hands the bands back in
 # the input's layout (6 x h x w values: a cheap copy), so the branches see what they expect. CUDA keeps
 # the input's layout (not measured there). Layout tests are control flow: fx keeps these calls as leaves.
 def _stem_layout(x: torch.Tensor) -> torch.Tensor:
@@ -222,6 +222,8 @@ def _in_layout_of(x: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
     return bands.contiguous()
 
 
+# the bands' values are its second argument's: BatchNorm folding looks through it to the convolution
+_in_layout_of.fold_through_arg = 1
 torch.fx.wrap('_stem_layout')
 torch.fx.wrap('_in_layout_of')
 

@@ -34,6 +34,15 @@ class _ModuleCallTracer(torch.fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
+def _through_layout_changes(node):
+    """The node whose values ``node`` carries unchanged, looking through functions that only change the
+    memory layout (marked ``fold_through_arg = i``: the output equals argument ``i``) and have no other reader."""
+    while (isinstance(node, torch.fx.Node) and node.op == 'call_function' and len(node.users) == 1
+           and getattr(node.target, 'fold_through_arg', None) is not None):
+        node = node.args[node.target.fold_through_arg]
+    return node
+
+
 def _conv_bn_pairs(model: nn.Module) -> List[Tuple[str, str]]:
     """Names of (conv, bn) pairs in ``model.forward`` where the BN's only input is the conv's output
     and the conv's output goes nowhere else."""
@@ -47,7 +56,7 @@ def _conv_bn_pairs(model: nn.Module) -> List[Tuple[str, str]]:
     for node in graph.nodes:
         if node.op != 'call_module' or not isinstance(modules[node.target], nn.BatchNorm2d):
             continue
-        source = node.args[0]
+        source = _through_layout_changes(node.args[0])
         if not (isinstance(source, torch.fx.Node) and source.op == 'call_module'):
             continue
         conv = modules[source.target]
