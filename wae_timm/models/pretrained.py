@@ -38,7 +38,7 @@ from ..layers.autoencoder import WaveletLikeAutoEncoder, optional_part_keys
 from ..layers.checks import non_finite_keys, state_dict_mismatch
 
 __all__ = [
-    'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag',
+    'HF_ORG', 'WEIGHTS_FILENAME', 'SHIPPED_FOLDERS', 'PretrainedTag',
     'build_tags', 'pretrained_cfgs', 'WeightsSource', 'prepare_pretrained',
     'checkpoint_filter', 'explain_load_errors', 'drop_decoder',
     'NoPretrainedWeightsError', 'MissingWeightsError', 'CorruptWeightsError', 'CheckpointMismatchError',
@@ -87,8 +87,9 @@ class PretrainedTag:
             classifiers (Fashion-MNIST) drop it, and their models build without one.
         cfg: entries of the pretrained cfg that differ from the model's default.
         training_command: how the weights were (or are to be) trained, for the model card.
-        results_rows: the rows of the ``results/`` files a model card shows (matched on their
-            ``key`` / ``model`` column): this checkpoint's row first, then the comparisons.
+        results_rows: rows of the ``results/`` files a model card shows for context (matched on their
+            ``key`` / ``model`` column): other checkpoints. The accuracy of the tag's own weights is bound
+            to their file (``results/pretrained_weights.csv``, see :mod:`wae_timm.publish.measurements`).
     """
     architecture: str
     tag: str
@@ -126,30 +127,33 @@ def _imagenet_tag(architecture: str) -> PretrainedTag:
                          '--device-modules wae_timm for stages 2 and 3')
 
 
-# Fashion-MNIST classifiers from the reproduction, published with tools/push_to_hub.py.
-# Inputs as wae_timm.data.FashionMNIST makes them: the 28x28 grey images zero-padded
-# to 32x32, repeated to 3 channels, normalised with the training split's pixel mean / std
+# Fashion-MNIST classifiers. Inputs as wae_timm.data.FashionMNIST makes them: the 28x28 grey images
+# zero-padded to 32x32, repeated to 3 channels, normalised with the training split's pixel mean / std
 # (fashion_mnist_stats(); tests check these constants against it).
 _FASHION_MNIST_CFG = dict(
     num_classes=10, input_size=(3, 32, 32), pool_size=(1, 1), crop_pct=1.0, interpolation='bilinear',
     mean=(0.28604,) * 3, std=(0.35302,) * 3, label_names=FASHION_MNIST_CLASSES)
-# add an architecture here when the reproduction publishes a checkpoint of it
+# add an architecture here when a checkpoint of it is shipped in hub/<architecture>.fmnist
 _FASHION_MNIST_ARCHITECTURES = ('wae_resnet18',)
+# where the repository keeps the exact folder that goes to the Hub (outside the package, not in the wheel)
+SHIPPED_FOLDERS = 'hub'
 
 
 def _fashion_mnist_tag(architecture: str) -> PretrainedTag:
+    name = f'{architecture}.fmnist'
     return PretrainedTag(
         architecture, 'fmnist', dataset='zalando-datasets/fashion_mnist',
-        status='trained by the Fashion-MNIST reproduction; published with tools/push_to_hub.py',
+        status=(f'shipped in the repository as {SHIPPED_FOLDERS}/{name} (loads offline after tools/setup.sh); '
+                f'to be uploaded to the Hub repo {HF_ORG}/{name} with `wae-timm push`'),
         has_weights=True, keeps_decoder=False, cfg=_FASHION_MNIST_CFG,
         training_command=(
-            '`python tools/reproduce_fashion_mnist.py` (the exact configuration of the run is in '
-            '`results/fashion_mnist.md`): stage 1 WAE, stage 2 with the WAE frozen, stage 3 joint with gamma = 0.001; '
-            'then `python tools/push_to_hub.py output/fashion_mnist/fashion_mnist_wae_stage3.safetensors '
-            f'{architecture}.fmnist --out hub/{architecture}.fmnist`'),
-        # rows of results/fashion_mnist_results.csv: the stage-3 WAE (this checkpoint), the
-        # backbone at full resolution and at half resolution
-        results_rows=('wae_stage3', 'backbone', 'resize'))
+            "The Fashion-MNIST grid's seed-0 run (`wae_timm/experiments/equal_cost.py`, "
+            '`results/fashion_mnist_grid*`): a fresh stage-1 WAE, stage 2 (classifier on the frozen WAE) for 5 '
+            'epochs, stage 3 (joint, gamma = 0.001) for 1 epoch, on the 60k training images; then '
+            f'`wae-timm push output/fashion_mnist_grid/seed0/wae_stage3.safetensors {name} '
+            f'--out {SHIPPED_FOLDERS}/{name} --dtype float16 --measure --dry-run`'),
+        # comparisons shown for context: rows of results/fashion_mnist_*.csv (other checkpoints)
+        results_rows=('backbone', 'resize', 'wae_stage3'))
 
 
 def build_tags(architectures: Sequence[str]) -> Dict[str, PretrainedTag]:
