@@ -150,7 +150,7 @@ def _measured_section(tag: PretrainedTag, results_dir: Optional[Path], weights_s
         else:
             why = f'no row of {where} records the sha256 of this model.safetensors ({weights_sha256})'
         return (f'**Accuracy of these weights: not measured.** {why}; numbers measured on other weights are '
-                'not shown. Measure them with `wae-timm measure <folder>`, then export again.\n')
+                'not shown. Export with `wae-timm push ... --measure` to measure and record them.\n')
     rows = [r for r in read_measurements(results_dir)
             if r['tag'] == tag.name and r['weights_sha256'] == weights_sha256]
     table = markdown_table(
@@ -214,7 +214,7 @@ def render_model_card(tag: PretrainedTag, results_dir: Optional[PathLike] = None
         "`timm.create_model('local-dir:/path/to/folder', pretrained=True)`.\n")
     patterns = ACCURACY_RESULTS.get(tag.dataset, ())
     comparisons = ''
-    if tag.results_rows:
+    if tag.results_rows and measured is not None:  # context for a measurement, never in place of one
         comparisons = ('\nFor context, other checkpoints (not these weights) of the same architecture family '
                        'and data, from the Fashion-MNIST reproduction:\n\n'
                        + _results_section(results, patterns, tag, 'Comparisons'))
