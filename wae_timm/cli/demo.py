@@ -70,8 +70,8 @@ def _classify(args: argparse.Namespace) -> int:
         model = timm.create_model(tag.name, pretrained=True).eval()
     except MissingWeightsError:
         print(f'demo: the weights of {tag.name} are not installed: run `bash tools/setup.sh` (or `wae-timm '
-              f'install-weights {SHIPPED_FOLDERS}/{tag.name}`), or go online once the Hub repo {tag.hf_hub_id} '
-              'is published', file=sys.stderr)
+              f'install-weights {SHIPPED_FOLDERS}/{tag.name}`); online before the Hub repo {tag.hf_hub_id} holds '
+              'them, also set HF_HUB_OFFLINE=1', file=sys.stderr)
         return 2
     weights: Optional[str] = try_to_load_from_cache(tag.hf_hub_id, WEIGHTS_FILENAME)
     digest = sha256_of_file(weights) if isinstance(weights, str) else None
