@@ -461,3 +461,28 @@ def test_install_is_idempotent_validates_first_and_never_touches_the_folder(publ
     (bad / 'config.json').write_text('{"architecture": "wae_resnet18"}')
     with pytest.raises(ValueError, match=r'bad/config\.json is not a timm config\.json'):
         cli_main(['install-weights', str(bad), '--cache-dir', str(tmp_path / 'new_cache')])
+
+
+def test_push_measure_records_the_written_file_and_binds_the_card(published, tmp_path, monkeypatch):
+    """--measure scores the written (fp16) file through timm's loader; the card then quotes exactly that row."""
+    import functools
+    from wae_timm.publish import hub, measurements
+    # the real measurement on the first 64 test images (the default, all 10000 + 1000, is the slow part)
+    monkeypatch.setattr(hub, 'measure_weights', functools.partial(measurements.measure_weights, subsets=(64,)))
+    checkpoint = tmp_path / 'weights.safetensors'
+    save_file(published['reference'].state_dict(), checkpoint)
+    results = tmp_path / 'results'
+    results.mkdir()
+    other = _measurement('e' * 64, 12.5)  # another file's row stays
+    measurements.record_measurements(results, [other])
+    out = tmp_path / 'out'
+    assert cli_main(['push', str(checkpoint), TAG, '--out', str(out), '--dry-run', '--dtype', 'float16',
+                     '--measure', '--results-dir', str(results)]) == 0
+    sha256 = measurements.sha256_of_file(out / 'model.safetensors')
+    row = measurements.find_measurement(results, TAG, sha256, 64)
+    model = timm.create_model(f'local-dir:{out}', pretrained=True)
+    assert float(row['top1']) == measurements.evaluate_test_split(model, find_tag(TAG).dataset, 64)['top1']
+    assert measurements.find_measurement(results, TAG, 'e' * 64) == other
+    card = (out / 'README.md').read_text()
+    assert f'| 64 | {float(row["top1"]):.2f} |' in card and sha256 in card
+    assert ModelCard(card).data.eval_results[0].metric_value == round(float(row['top1']), 2)
