@@ -11,6 +11,7 @@ folder's recorded results.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,8 +139,9 @@ torch.save(dict(outputs=outputs, state=models["tag"].state_dict(), top1=result["
 
 
 def test_demo_prints_the_pretrained_accuracy_next_to_the_recorded_one(shipped, fresh_cache, tmp_path):
+    """The README's first command (with a small model for the photograph, to stay fast)."""
     run = subprocess.run(
-        [sys.executable, str(REPO / 'tools' / 'demo.py'), '--test-images', str(SLICE_IMAGES),
+        [sys.executable, str(REPO / 'tools' / 'demo.py'), '--test-images', str(SLICE_IMAGES), '--model', 'wae_resnet18',
          '--classification-figure', str(tmp_path / 'classes.png'), '--figure', str(tmp_path / 'photo.png')],
         cwd=tmp_path, env=_env(fresh_cache, offline=True), capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -148,8 +150,12 @@ def test_demo_prints_the_pretrained_accuracy_next_to_the_recorded_one(shipped, f
     assert f"timm.create_model('{TAG}', pretrained=True)" in out and shipped['sha256'] in out
     assert f'the first {SLICE_IMAGES} real images' in out and f'{top1}, top-5' in out  # measured now
     assert f'{top1} (the same)' in out  # recorded for this sha256
-    assert 'reconstruction PSNR' in out and '| wae_resnet50 | 224 |' in out  # the photograph and the FLOP table
-    assert (tmp_path / 'classes.png').stat().st_size > 0 and (tmp_path / 'photo.png').stat().st_size > 0
+    # the photograph: the shipped stage-1 WAE's shapes and reconstruction, then the FLOP table
+    assert 'I_L (1, 3, 112, 112)  I_H (1, 3, 112, 112)  reconstruction (1, 3, 224, 224)' in out
+    psnr = float(re.search(r'reconstruction PSNR ([\d.]+) dB', out).group(1))
+    assert psnr > 25, f'the shipped stage-1 WAE reconstructs at {psnr} dB'
+    assert '| wae_resnet18 | 224 |' in out and '| resnet18 | 224 |' in out
+    assert (tmp_path / 'classes.png').stat().st_size > 10_000 and (tmp_path / 'photo.png').stat().st_size > 10_000
 
 
 def test_demo_without_installed_weights_says_how_and_exits_2(tmp_path):
