@@ -12,7 +12,8 @@ what a user's ``pretrained=True`` gives. Rows are per (tag, sha256, images):
 the full test split, and its first :data:`SLICE_IMAGES` images, the slice the
 tests re-measure with tolerance 0.
 
-    wae-timm measure hub/wae_resnet18.fmnist        # -> rows in results/pretrained_weights.csv
+    wae-timm push CKPT wae_resnet18.fmnist --out hub/wae_resnet18.fmnist --dtype float16 --measure --dry-run
+    # -> hub/wae_resnet18.fmnist/ and its rows in results/pretrained_weights.csv
 """
 import csv
 import hashlib
@@ -26,7 +27,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ..files import PathLike, atomic_write
-from ..models.pretrained import WEIGHTS_FILENAME, PretrainedTag
+from ..models.pretrained import PretrainedTag
 
 __all__ = [
     'MEASUREMENTS_FILE', 'MEASUREMENT_COLUMNS', 'SLICE_IMAGES', 'EVAL_BATCH_SIZE', 'MEASURABLE_DATASETS',
@@ -152,7 +153,3 @@ def find_measurement(results_dir: Optional[PathLike], tag_name: str, weights_sha
             and (images is None or int(r['images']) == images)]
     return max(rows, key=lambda r: int(r['images'])) if rows else None
 
-
-def weights_file(folder: PathLike) -> Path:
-    """``folder/model.safetensors``."""
-    return Path(folder) / WEIGHTS_FILENAME

@@ -65,7 +65,7 @@ _METHOD = (
     'one the concatenated low and high features (s_c); the logits are (s_L + s_c) / 2.')
 
 
-def result_rows(results_dir: PathLike, patterns: Sequence[str], names: Sequence[str]) -> List[Tuple[Path, List[Dict[str, str]]]]:
+def result_rows(results_dir: Optional[PathLike], patterns: Sequence[str], names: Sequence[str]) -> List[Tuple[Path, List[Dict[str, str]]]]:
     """For each ``results_dir`` CSV matching ``patterns``: its rows whose model column is one of ``names``."""
     found = []
     if results_dir is None:
@@ -92,7 +92,7 @@ def _table(rows: List[Dict[str, str]]) -> str:
     return markdown_table(keys, [[_cell(str(r.get(k, ''))) for k in keys] for r in rows])
 
 
-def _latency_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag) -> str:
+def _latency_section(results_dir: Optional[PathLike], patterns: Sequence[str], tag: PretrainedTag) -> str:
     """CPU latency of each results row next to the row keyed 'backbone', when the accuracy files measured it."""
     for path, rows in result_rows(results_dir, patterns, tuple(tag.results_rows)):
         timed = {r['key']: float(r['latency_ms']) for r in rows if r.get('key') and r.get('latency_ms')}
@@ -105,7 +105,7 @@ def _latency_section(results_dir: PathLike, patterns: Sequence[str], tag: Pretra
     return ''
 
 
-def _results_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag, what: str) -> str:
+def _results_section(results_dir: Optional[PathLike], patterns: Sequence[str], tag: PretrainedTag, what: str) -> str:
     found = result_rows(results_dir, patterns, (tag.name, tag.architecture) + tuple(tag.results_rows))
     if not found:
         wanted = ', '.join(f'results/{p}' for p in patterns)
