@@ -97,7 +97,7 @@ def _classify(args: argparse.Namespace) -> int:
         print(f'   recorded: no row of {MEASUREMENTS_FILE} measured this file on {count} images'
               + (f'; on {any_row["images"]}: top-1 {float(any_row["top1"]):.2f}%' if any_row else ' (not measured)'))
 
-    examples = evaluate_examples(model, args.examples)
+    examples = _first_test_images(model, args.examples)
     if args.classification_figure:
         x, labels, predicted = examples
         names = model.pretrained_cfg['label_names']
@@ -112,7 +112,7 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_examples(model: torch.nn.Module, count: int):
+def _first_test_images(model: torch.nn.Module, count: int):
     """The first ``count`` test images, their labels and the model's predictions."""
     from ..data.fashion_mnist import FashionMNIST
     data = FashionMNIST('test', indices=range(count))
