@@ -64,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _classify(args: argparse.Namespace) -> int:
     """Part 1: the pretrained tag on the Fashion-MNIST test split; returns 0, or 2 without installed weights."""
     tag = find_tag(args.tag)
-    if args.test_images is not None and not 0 < args.test_images <= 10000:
-        raise ValueError(f'--test-images must be in 1..10000 (the test split), got {args.test_images}')
+    for flag, value in (('--test-images', args.test_images), ('--examples', args.examples)):
+        if value is not None and not 0 < value <= 10000:
+            raise ValueError(f'{flag} must be in 1..10000 (the test split has 10000 images), got {value}')
     try:
         model = timm.create_model(tag.name, pretrained=True).eval()
     except MissingWeightsError:
