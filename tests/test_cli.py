@@ -129,7 +129,7 @@ def test_benchmark_records_the_command_that_regenerates_it(tmp_path, monkeypatch
     argv = ['--backbones', 'resnet18', '--batch-sizes', '1', '--rounds', '2', '--device', 'cpu',
             '--out-dir', str(tmp_path), '--clock', 'thread']
     assert main(['benchmark', *argv]) == 0
-    assert calls['run'] == (['resnet18'], [1], {1: 2}, 'jit', 'cpu', 'thread') and calls['name'] == 'benchmark_cpu'
+    assert calls['run'] == (['resnet18'], [1], {1: 2}, ['jit'], 'cpu', 'thread') and calls['name'] == 'benchmark_cpu'
     assert calls['command'] == 'PYTHONPATH=. python tools/benchmark.py ' + ' '.join(argv)
     assert capsys.readouterr().out.startswith('table')
 
@@ -201,6 +201,20 @@ def test_validate_refuses_a_model_with_fewer_outputs_than_classes(capsys):
         main(['validate', '--model', 'wae_resnet18', '--dataset', 'fashion_mnist', '--num-classes', '5'])
     assert exit_info.value.code == 2
     assert 'wae_resnet18 has 5 outputs but the dataset 10 classes' in capsys.readouterr().err
+
+
+@needs_fashion_mnist
+@pytest.mark.parametrize('model_name', ['resnet18', 'wae_resnet18'])
+def test_validate_names_a_truncated_checkpoint_of_any_model(tmp_path, model_name):
+    """A timm baseline's checkpoint went through timm's loader, whose errors do not name the file."""
+    from wae_timm.models.pretrained import CorruptWeightsError
+    good = tmp_path / 'good.safetensors'
+    save_file({k: v.contiguous() for k, v in timm.create_model(model_name, num_classes=10).state_dict().items()},
+              str(good))
+    bad = tmp_path / 'bad.safetensors'
+    bad.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CorruptWeightsError, match=rf'--checkpoint {bad} is not a readable checkpoint'):
+        main(['validate', '--model', model_name, '--dataset', 'fashion_mnist', '--checkpoint', str(bad)])
 
 
 # run

@@ -16,7 +16,8 @@ import wae_timm  # noqa: F401
 from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
 from wae_timm.cli import main as cli_main, parse_args as cli_parse_args
 from wae_timm.cli.train import config_from_args
-from wae_timm.data import find_photographs
+from wae_timm.data import FashionMNIST, create_image_dataset, create_train_loader, find_photographs, \
+    paper_crop_transform
 from wae_timm.train import STAGE1_RECIPES, read_train_state
 from wae_timm.train.classifier import ClassifierTrainConfig, train_classifier
 
@@ -84,23 +85,66 @@ def test_train_cli_maps_timm_flags_to_the_config():
     assert cfg.resume and not cfg.progress and cfg.kd_model_name == 'resnet50' and cfg.smoothing == 0
 
 
-def test_trainer_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
-    reference = train_classifier(_tiny_config(tmp_path / 'reference', stage=3))
+def _photo_tree(root: Path, size=(60, 40)) -> Path:
+    """An ImageNet-style tree of real photographs: train/ (8) and validation/ (4), two classes."""
+    for index, path in enumerate(find_photographs()):
+        split = 'validation' if index % 3 == 0 else 'train'
+        folder = root / split / ('meadows' if index % 2 else 'closeups')
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.open(path)
+        image.draft('RGB', (image.width // 8, image.height // 8))
+        image.convert('RGB').resize(size).save(folder / path.name)
+    return root
+
+
+@pytest.mark.parametrize('data, workers', [('fashion_mnist', 0), ('image_folder', 2)])
+def test_trainer_resumed_run_is_bit_identical_with_augmentation_and_dropout(tmp_path, data, workers):
+    """Killed after 5 of 8 steps (mid-epoch, between checkpoints), then resumed: the same weights to the bit,
+    with random flips (and random crops for the image folder), dropout, and loader workers."""
+    if data == 'fashion_mnist':
+        settings = dict(hflip=0.5)
+    else:
+        settings = dict(dataset='', data_dir=str(_photo_tree(tmp_path / 'data')), img_size=32, batch_size=2,
+                        lr=1e-3, train_samples=None, val_samples=None)
+    reference = train_classifier(_tiny_config(tmp_path / 'reference', stage=3, drop=0.3, workers=workers, **settings))
     assert [int(row['epoch']) for row in _summary(tmp_path / 'reference')] == [0, 1]
     row = _summary(tmp_path / 'reference')[-1]
-    assert float(row['train_transform']) > 0 and int(row['eval_count']) == 16
+    assert float(row['train_transform']) > 0 and int(row['eval_count']) == (16 if data == 'fashion_mnist' else 4)
 
-    killed = _tiny_config(tmp_path / 'killed', stage=3)
-    train_classifier(killed.__class__(**{**killed.__dict__, 'max_updates': 5}))
+    killed = _tiny_config(tmp_path / 'killed', stage=3, drop=0.3, workers=workers, **settings)
+    train_classifier(dataclasses.replace(killed, max_updates=5))
     assert read_train_state(tmp_path / 'killed').__dict__ == {'epoch': 1, 'step_in_epoch': 1, 'num_updates': 5}
     with pytest.raises(FileExistsError, match='--resume'):
         train_classifier(killed)
-    resumed = train_classifier(killed.__class__(**{**killed.__dict__, 'resume': True}))
+    resumed = train_classifier(dataclasses.replace(killed, resume=True))
     assert resumed['history'][0]['steps'] == 3
 
     final = load_file(str(tmp_path / 'killed' / 'model.safetensors'))
-    for name, value in reference['model'].state_dict().items():
-        assert torch.allclose(final[name], value, atol=1e-5), name
+    differing = [name for name, value in reference['model'].state_dict().items() if not torch.equal(final[name], value)]
+    assert not differing
+
+
+@pytest.mark.parametrize('data', ['fashion_mnist', 'image_folder'])
+def test_train_loader_augments_each_sample_the_same_whatever_the_workers_and_start(tmp_path, data):
+    """Epoch 1 read whole with no workers, and from its third batch with two workers after other random
+    draws: the same (randomly flipped / cropped) tensors, and different ones in epoch 2."""
+    if data == 'fashion_mnist':
+        dataset = FashionMNIST('train', hflip=True, indices=range(12))
+    else:
+        dataset = create_image_dataset(_photo_tree(tmp_path / 'data', size=(40, 30)), paper_crop_transform(24, 32))
+
+    def read_epoch(workers: int, epoch: int, start_batch: int = 0):
+        loader = create_train_loader(dataset, 2, seed=3, workers=workers)
+        loader.sampler.set_epoch(epoch)
+        loader.sampler.set_start(start_batch * 2)
+        return [x for x, _ in loader]
+
+    whole = read_epoch(0, 1)
+    torch.rand(100)  # the process's random state must not matter
+    resumed = read_epoch(2, 1, start_batch=2)
+    assert len(resumed) == len(whole) - 2
+    assert all(torch.equal(a, b) for a, b in zip(whole[2:], resumed))
+    assert not all(torch.equal(a, b) for a, b in zip(whole, read_epoch(0, 2)))
 
 
 def test_trainer_stage2_needs_and_freezes_a_stage1_wae(tmp_path):
@@ -130,15 +174,8 @@ def test_trainer_distills_from_a_local_teacher(tmp_path):
 
 def test_trainer_on_an_image_folder(tmp_path):
     """An ImageNet-style tree (train/ and validation/ with class folders) of real photographs."""
-    for index, path in enumerate(find_photographs()):
-        split = 'validation' if index % 3 == 0 else 'train'
-        folder = tmp_path / 'data' / split / ('meadows' if index % 2 else 'closeups')
-        folder.mkdir(parents=True, exist_ok=True)
-        image = Image.open(path)
-        image.draft('RGB', (image.width // 8, image.height // 8))
-        image.convert('RGB').resize((60, 40)).save(folder / path.name)
-    run = train_classifier(_tiny_config(tmp_path / 'run', dataset='', data_dir=str(tmp_path / 'data'), img_size=32,
-                                        epochs=1, batch_size=4, train_samples=None, val_samples=None))
+    run = train_classifier(_tiny_config(tmp_path / 'run', dataset='', data_dir=str(_photo_tree(tmp_path / 'data')),
+                                        img_size=32, epochs=1, batch_size=4, train_samples=None, val_samples=None))
     assert run['model'].num_classes == 2
     row = _summary(tmp_path / 'run')[0]
     assert int(row['train_steps']) == 2 and int(row['eval_count']) == 4
@@ -237,7 +274,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_still_a_run(tmp_path):
     (users / 'config.json').write_text('{"model": "wae_resnet18"}')
     assert holds_a_run(killed) and not holds_a_run(users)
     check_fresh_output(killed, resume=False, overwrite=False)
-    with pytest.raises(FileNotFoundError, match='--resume: no checkpoint'):
+    with pytest.raises(FileNotFoundError, match='--resume checkpoint .* does not exist'):
         check_fresh_output(killed, resume=True, overwrite=False)
     with pytest.raises(FileExistsError, match='holds no run of this tool'):
         check_fresh_output(users, resume=False, overwrite=True)
@@ -277,3 +314,98 @@ def test_trainer_resume_removes_temporary_files_of_a_killed_save(tmp_path):
     train_classifier(dataclasses.replace(cfg, resume=True))
     assert read_train_state(output).num_updates == 2 and (output / 'model.safetensors').is_file()
     assert not any(path.exists() for path in stale) and kept.exists()
+
+
+@pytest.mark.parametrize('setting, flag', [
+    (dict(epochs=0), '--epochs'), (dict(batch_size=0), '--batch-size'), (dict(val_samples=0), '--val-samples'),
+    (dict(train_samples=0), '--train-samples'), (dict(num_classes=5), '--num-classes'),
+])
+def test_trainer_refuses_settings_no_run_can_use_before_writing(tmp_path, setting, flag):
+    """--epochs 0 was a bare AssertionError, --val-samples 0 reported top1 0.00, --num-classes 5 on the 10
+    Fashion-MNIST classes failed with an IndexError in the loss: each is refused, naming the flag, before any write."""
+    with pytest.raises(ValueError, match=flag) as info:
+        train_classifier(_tiny_config(tmp_path / 'run', **setting))
+    assert str(list(setting.values())[0]) in str(info.value)
+    assert not (tmp_path / 'run').exists()
+
+
+def test_train_cli_epochs_0_is_one_line_naming_the_flag(tmp_path, capsys):
+    from wae_timm.cli import console_main
+    status = console_main(['train', '--dataset', 'fashion_mnist', '--model', 'wae_resnet18', '--epochs', '0',
+                           '--output', str(tmp_path / 'run'), '--device', 'cpu', '--no-progress'])
+    err = capsys.readouterr().err
+    assert status == 2 and 'epochs (--epochs) must be at least 1, got 0' in err and 'Traceback' not in err
+
+
+def test_trainer_refuses_fewer_classes_than_an_image_folder_has(tmp_path):
+    data = _photo_tree(tmp_path / 'data')
+    with pytest.raises(ValueError, match=r'--num-classes\) 1 is fewer than the 2 classes of the data'):
+        train_classifier(_tiny_config(tmp_path / 'run', dataset='', data_dir=str(data), img_size=32, num_classes=1,
+                                      batch_size=4, train_samples=None, val_samples=None))
+    assert not (tmp_path / 'run').exists()
+
+
+def test_evaluate_refuses_an_empty_loader():
+    from wae_timm.train.engine import evaluate
+    with pytest.raises(ValueError, match='no samples'):
+        evaluate(timm.create_model('resnet18', num_classes=2), [])
+
+
+def test_a_decompression_bomb_in_the_data_is_named(tmp_path, monkeypatch):
+    """An image whose header claims more than twice PIL's pixel limit: PIL's error had no file name."""
+    data = _photo_tree(tmp_path / 'data')
+    bomb = data / 'train' / 'meadows' / 'bomb.png'
+    Image.new('RGB', (200, 200)).save(bomb)  # 40000 pixels, > 2 x the limit below; the others have 2400
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 10000)
+    cfg = _tiny_config(tmp_path / 'run', dataset='', data_dir=str(data), img_size=32, epochs=1, batch_size=9,
+                       train_samples=None, val_samples=None)
+    with pytest.raises(ValueError, match=rf'image {bomb}: .*decompression bomb'):
+        train_classifier(cfg)
+
+
+def test_trainer_resume_refuses_changed_settings_and_accepts_where_and_how_fast(tmp_path):
+    """-b and --epochs changed on --resume were accepted silently (a different schedule under the old optimizer
+    state); the number of workers or the checkpoint interval may change."""
+    cfg = _tiny_config(tmp_path / 'run', epochs=1, train_samples=16)
+    train_classifier(dataclasses.replace(cfg, max_updates=1))
+    config_before = (tmp_path / 'run' / 'config.json').read_text()
+    with pytest.raises(ValueError, match=r'--epochs 1 -> 3, --batch-size 8 -> 4.*--overwrite'):
+        train_classifier(dataclasses.replace(cfg, resume=True, epochs=3, batch_size=4))
+    assert (tmp_path / 'run' / 'config.json').read_text() == config_before
+    train_classifier(dataclasses.replace(cfg, resume=True, workers=1, checkpoint_interval=1))
+    assert read_train_state(tmp_path / 'run').num_updates == 2
+
+
+def test_train_wae_overwrite_keeps_the_old_run_until_the_new_one_is_valid(tmp_path, capsys):
+    """`train-wae --overwrite` deleted the old run before reading the data: a typo left no run at all."""
+    output = tmp_path / 'wae.safetensors'
+    run_dir = tmp_path / 'wae.safetensors.run'
+    base = ['train-wae', '--epochs', '1', '-b', '4', '--img-size', '32', '--resize', '40', '-j', '0', '--no-progress',
+            '--device', 'cpu', '--output', str(output), '--checkpoint-interval', '1']
+    cli_main([*base, '--photographs', '--max-updates', '1'])
+    old_files = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    mistakes = [
+        ([str(tmp_path / 'typo')], FileNotFoundError),  # data
+        (['--photographs', '-b', '1000'], ValueError),  # fewer images than one batch
+        (['--photographs', '--resize', '16'], ValueError),  # resize smaller than the crop
+    ]
+    for mistake, error in mistakes:
+        with pytest.raises(error):
+            cli_main([*base, *mistake, '--overwrite'])
+        assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == old_files, mistake
+    cli_main([*base, '--photographs', '--overwrite'])
+    state = read_train_state(run_dir)
+    assert state.epoch == 1 and state.num_updates == 3 and output.is_file()
+
+
+def test_train_wae_resume_refuses_another_recipe(tmp_path, capsys):
+    output = tmp_path / 'wae.safetensors'
+    base = ['train-wae', '--photographs', '--epochs', '1', '-b', '4', '--img-size', '32', '--resize', '40', '-j', '0',
+            '--no-progress', '--device', 'cpu', '--output', str(output)]
+    cli_main([*base, '--max-updates', '1'])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([*base, '-b', '2', '--epochs', '2', '--resume'])
+    assert exit_info.value.code == 2
+    assert "epochs 1 -> 2, batch_size 4 -> 2" in capsys.readouterr().err
+    cli_main([*base, '--resume'])
+    assert read_train_state(f'{output}.run').num_updates == 3

@@ -30,6 +30,7 @@ from ..train.classifier import FASHION_MNIST
 from ..data import FashionMNIST, create_image_dataset, create_train_loader, paper_crop_transform
 from ..train import STAGE1_RECIPES, SUMMARY_CSV, Stage1Recipe, check_fresh_output, cleanup_distributed, \
     init_distributed, read_train_state, save_wae, train_autoencoder, wrap_ddp
+from ..train.checkpoint import LAST_CHECKPOINT, clear_run, read_checkpoint
 from . import UsageError
 
 __all__ = ['add_arguments', 'recipe_from_args', 'run']
@@ -105,6 +106,19 @@ def recipe_from_args(args: argparse.Namespace) -> Stage1Recipe:
     return dataclasses.replace(STAGE1_RECIPES[args.recipe], **overrides)
 
 
+def check_resume_recipe(checkpoint: Path, recipe: Stage1Recipe) -> None:
+    """Refuse to ``--resume`` with a recipe (epochs, batch size, optimizer, schedule) other than the run's own."""
+    saved = read_checkpoint(checkpoint).get('config')
+    if saved is None:
+        return
+    now = dict(dataclasses.asdict(recipe), decay_epochs=list(recipe.decay_epochs))
+    changed = [f'{key} {saved.get(key)!r} -> {value!r}' for key, value in now.items() if saved.get(key) != value]
+    if changed:
+        raise UsageError(f'--resume continues the run in {checkpoint.parent} with the recipe it was started with, '
+                         f'but these settings differ from its checkpoint: {", ".join(changed)}. Resume with the '
+                         'same --recipe and flags, or start again with --overwrite')
+
+
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the stage-1 WAE; save it to ``--output`` once every epoch is done. Returns 0."""
     check_arguments(args)
@@ -112,9 +126,11 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     checkpoint_dir = Path(args.checkpoint_dir or f'{output}.run')
     context = init_distributed(args.device)
-    check_fresh_output(checkpoint_dir, args.resume, args.overwrite, final_output=output, clear=context.is_primary,
-                       primary=context.is_primary)
+    # --overwrite removes the old run only once the data, the recipe and the model were all accepted (below)
+    check_fresh_output(checkpoint_dir, args.resume, args.overwrite, final_output=output, primary=context.is_primary)
     recipe = recipe_from_args(args)
+    if args.resume:
+        check_resume_recipe(checkpoint_dir / LAST_CHECKPOINT, recipe)
     torch.manual_seed(args.seed)
     if args.dataset == FASHION_MNIST:
         # native resolution, the classifiers' own normalisation: no crops, no resizing
@@ -135,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     wae = WaveletLikeAutoEncoder(in_chans=3).to(context.device)
     summary = checkpoint_dir / SUMMARY_CSV
+    if args.overwrite and not args.resume and context.is_primary:
+        clear_run(checkpoint_dir)  # last: everything above was accepted; the old output is replaced only at the end
 
     def log_epoch(epoch: int, metrics: dict) -> None:
         if context.is_primary:

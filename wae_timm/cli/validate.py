@@ -27,6 +27,7 @@ from timm.utils import ParseKwargs
 from torch.utils.data import Dataset, Subset
 
 from ..data import FashionMNIST, create_eval_loader, create_image_dataset
+from ..models.checkpoint_files import load_weights_file
 from ..train import evaluate
 from ..train.classifier import FASHION_MNIST
 from . import UsageError
@@ -125,7 +126,9 @@ def validate(args: argparse.Namespace) -> Dict[str, Any]:
     kwargs = dict(args.model_kwargs)
     if num_classes is not None:
         kwargs['num_classes'] = num_classes
-    model = timm.create_model(args.model, pretrained=args.pretrained, checkpoint_path=args.checkpoint, **kwargs)
+    model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+    if args.checkpoint:  # loaded here, not by create_model(checkpoint_path=), so the errors of any model name the file
+        load_weights_file(model, args.checkpoint, '--checkpoint')
     model_classes = getattr(model, 'num_classes', None)
     if dataset_classes and model_classes is not None and model_classes < dataset_classes:
         raise UsageError(f'{args.model} has {model_classes} outputs but the dataset {dataset_classes} classes; '

@@ -2,20 +2,22 @@
 
 Any folder timm's ``create_dataset`` reads works: an ImageNet-style tree of
 class folders, a tar, or a plain folder of photographs (one class). Loaders
-use :class:`ResumableSampler`, so a resumed run sees the same batches the
-interrupted one would have.
+use :class:`ResumableSampler` and :class:`SeededSamples`, so a resumed run sees
+the same batches, augmented the same way, as the interrupted one would have.
 """
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence, Union
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+import torch
+from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, ImageDataset
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import transforms
 
-from .sampler import ResumableSampler
+from .sampler import ResumableSampler, SeededSamples
 
-__all__ = ['paper_crop_transform', 'create_image_dataset', 'dataset_class_to_idx', 'create_train_loader',
-           'create_eval_loader']
+__all__ = ['paper_crop_transform', 'create_image_dataset', 'FileNamingImageDataset', 'dataset_class_to_idx',
+           'create_train_loader', 'create_eval_loader']
 
 
 def paper_crop_transform(
@@ -77,7 +79,12 @@ def create_image_dataset(
             raise FileNotFoundError(f'image folder {root} does not exist')
         if require_split and not dataset and Path(root).is_dir():
             _check_split_folder(Path(root), split)
-        part = create_dataset(dataset, root=str(root), split=split, is_training=is_training)
+        if dataset:
+            part = create_dataset(dataset, root=str(root), split=split, is_training=is_training)
+        else:  # timm's create_dataset for '' (folder or tar), with the file named in decoding errors
+            from timm.data.dataset_factory import _search_split
+            folder = _search_split(str(root), split) if Path(root).is_dir() else str(root)
+            part = FileNamingImageDataset(folder, input_img_mode='RGB')
         if len(part) == 0:
             raise ValueError(f'no images found under {root}')
         if class_to_idx is not None:
@@ -88,6 +95,23 @@ def create_image_dataset(
         raise ValueError(f'repeats must be >= 1, got {repeats}')
     parts = parts * repeats
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
+class FileNamingImageDataset(ImageDataset):
+    """timm's ``ImageDataset`` whose errors on an image it cannot use name the file.
+
+    timm skips a file it cannot read (``OSError``) and moves on, but lets PIL's
+    ``DecompressionBombError`` (an image whose header claims more than twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` pixels) escape with no file name; here it is a
+    ``ValueError`` that names the file and the limit.
+    """
+
+    def __getitem__(self, index: int):
+        try:
+            return super().__getitem__(index)
+        except Image.DecompressionBombError as err:
+            raise ValueError(f'image {self.reader.filename(index, absolute=True)}: {err}. Remove or shrink the '
+                             'image, or raise PIL.Image.MAX_IMAGE_PIXELS if it is trusted') from err
 
 
 def dataset_class_to_idx(dataset: Dataset) -> Optional[Dict[str, int]]:
@@ -131,12 +155,21 @@ def create_train_loader(
         drop_last: bool = True,
         pin_memory: bool = False,
 ) -> DataLoader:
-    """Shuffled batches from a :class:`ResumableSampler` (this process's share under torch.distributed)."""
-    sampler = ResumableSampler(dataset, shuffle=True, seed=seed, drop_last=drop_last)
+    """Shuffled batches from a :class:`ResumableSampler` (this process's share under torch.distributed).
+
+    The order of each epoch and each sample's random augmentation depend only on
+    ``seed``, the epoch and the sample (:class:`SeededSamples`): not on the number
+    of workers, the processes' random state, or where an interrupted run resumed.
+    """
+    if batch_size < 1:
+        raise ValueError(f'the batch size must be at least 1, got {batch_size}')
+    sampler = ResumableSampler(dataset, shuffle=True, seed=seed, drop_last=drop_last, with_epoch=True)
     if drop_last and len(sampler) < batch_size:
         raise ValueError(f'{len(sampler)} training samples per process is fewer than one batch of {batch_size}')
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      drop_last=drop_last, pin_memory=pin_memory, persistent_workers=workers > 0)
+    # the loader's own generator: creating its iterators draws nothing from the global one (dropout's)
+    return DataLoader(SeededSamples(dataset, seed), batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      drop_last=drop_last, pin_memory=pin_memory, persistent_workers=workers > 0,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 def create_eval_loader(dataset: Dataset, batch_size: int, workers: int = 0, pin_memory: bool = False) -> DataLoader:

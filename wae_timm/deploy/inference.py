@@ -80,6 +80,16 @@ class OnnxRuntimeModel:
         return torch.from_numpy(logits)
 
 
+def _enable_concurrent_branches(model: nn.Module, backend: str) -> None:
+    if backend != 'jit':
+        raise ValueError(f"concurrent_branches=True needs backend='jit' (TorchScript forks run concurrently; "
+                         f"{backend!r} would run the branches one after the other), got backend={backend!r}")
+    if not hasattr(model, 'concurrent_branches') or not getattr(model, 'fusion', False):
+        raise ValueError(f'concurrent_branches=True needs a WAE model with a fusion branch (a second branch to '
+                         f'run concurrently), got a {type(model).__name__} without one')
+    model.concurrent_branches = True
+
+
 def _example_input(model: nn.Module) -> torch.Tensor:
     input_size = getattr(model, 'pretrained_cfg', {}).get('input_size', (3, 224, 224))
     return torch.randn(1, *input_size)
@@ -91,6 +101,7 @@ def prepare_for_inference(
         channels_last: bool = True,
         backend: str = 'eager',
         example_input: Optional[torch.Tensor] = None,
+        concurrent_branches: bool = False,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``model`` made fast for inference, computing the same outputs (eval mode).
 
@@ -105,11 +116,17 @@ def prepare_for_inference(
             ``'onnxruntime'`` (:class:`OnnxRuntimeModel`; the graph is NCHW, so no channels_last).
         example_input: the input to export with for ``'onnxruntime'`` (its image size is the one the
             session accepts); default: one random image of the model's ``pretrained_cfg`` input size.
+        concurrent_branches: ``'jit'`` only, for a WAE model with a fusion branch: run the
+            quarter-width branch in a ``torch.jit.fork`` on the inter-op thread pool, beside the low
+            branch (see ``WAEWrapper._forward_branches``). Same outputs; off by default, because
+            whether the overlap pays depends on the machine (see results/speed.md).
 
     Returns a callable ``[B, C, H, W] -> outputs``; for ``'eager'`` it is ``model``.
     """
     if backend not in BACKENDS:
         raise ValueError(f'unknown backend {backend!r}; expected one of {BACKENDS}')
+    if concurrent_branches:
+        _enable_concurrent_branches(model, backend)
     model.eval()
     if fold_bn:
         fuse: Optional[Callable[[], nn.Module]] = getattr(model, 'fuse_for_inference', None)

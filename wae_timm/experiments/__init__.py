@@ -1,1 +1,2 @@
-"""The measurements behind results/: FLOPs, speed, the Fashion-MNIST reproduction, reconstruction, figures."""
+"""The measurements behind results/: FLOPs, speed (and its per-component profile), the Fashion-MNIST
+reproduction, reconstruction, figures."""

@@ -51,6 +51,8 @@ from ..models.wae import WAEWrapper
 
 __all__ = [
     'ReproductionConfig', 'RowSpec', 'ROWS', 'plan_train_images', 'measure_latency', 'run_reproduction', 'RESULT_FILES',
+    'ResizedInput', 'build_row_model', 'row_epochs', 'train_classifier', 'train_stage1_wae', 'train_loader',
+    'continue_from', 'save_classifier',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def _train_subset(num_images: int, seed: int) -> List[int]:
     return torch.randperm(TRAIN_SPLIT_SIZE, generator=torch.Generator().manual_seed(seed))[:num_images].tolist()
 
 
-def _train_loader(indices: Sequence[int], batch_size: int, seed: int) -> DataLoader:
+def train_loader(indices: Sequence[int], batch_size: int, seed: int) -> DataLoader:
     dataset = FashionMNIST('train', hflip=True, indices=indices)
     # the same seed gives every row the same batches in the same order
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) >= batch_size,
@@ -82,17 +84,37 @@ def _train_loader(indices: Sequence[int], batch_size: int, seed: int) -> DataLoa
 
 
 # ----------------------------------------------------------------------------- models
+class ResizedInput(nn.Module):
+    """``model`` on its input resized to ``size`` x ``size`` (bilinear, antialiased): ``[B, C, H, W] -> model``.
+
+    The equal-cost sweep's backbone at a lower resolution; the resize is part of the
+    model so every row reads the same data and its cost is counted.
+    """
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        super().__init__()
+        self.model = model
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode='bilinear', align_corners=False,
+                                          antialias=True)
+        return self.model(x)
+
+
 def build_row_model(row: RowSpec, config: ReproductionConfig, wae_weights: Optional[str] = None) -> nn.Module:
     """A freshly initialised model of ``row`` (stage-1 weights loaded for 'frozen_wae' rows)."""
     if row.wrapper_args is None:
-        return timm.create_model(config.backbone, num_classes=NUM_CLASSES, **config.backbone_kwargs)
+        backbone = timm.create_model(config.backbone, num_classes=NUM_CLASSES, **config.backbone_kwargs)
+        return backbone if row.resolution is None else ResizedInput(backbone, row.resolution)
     kwargs = dict(row.wrapper_args)
     if row.stage in ('frozen_wae', 'continue'):
         kwargs.update(wae_weights=wae_weights, freeze_wae=True)
     return WAEWrapper(config.backbone, num_classes=NUM_CLASSES, backbone_kwargs=config.backbone_kwargs, **kwargs)
 
 
-def _continue_from(parent: nn.Module, row: RowSpec) -> nn.Module:
+def continue_from(parent: nn.Module, row: RowSpec) -> nn.Module:
     model = copy.deepcopy(parent)
     if row.unfreeze_wae:
         model.wae.requires_grad_(True)
@@ -107,21 +129,30 @@ def _row_lr(row: RowSpec, config: ReproductionConfig) -> float:
     return config.finetune_lr if row.stage == 'continue' else config.lr
 
 
+def row_epochs(row: RowSpec, config: ReproductionConfig) -> int:
+    """Epochs of ``row``: ``finetune_epochs`` for rows that continue a trained one, else ``epochs``."""
+    if row.stage == 'continue' and config.finetune_epochs is not None:
+        return config.finetune_epochs
+    return config.epochs
+
+
 def train_classifier(
         model: nn.Module, loader: DataLoader, row: RowSpec, config: ReproductionConfig, progress: bool = True,
+        on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None,
 ) -> Dict[str, float]:
-    """Train ``model`` for ``config.epochs`` with the paper's loss (SGD, warm-up + cosine); returns the last
+    """Train ``model`` for :func:`row_epochs` with the paper's loss (SGD, warm-up + cosine); returns the last
     epoch's training metrics plus ``train_seconds``."""
     lr = _row_lr(row, config)
+    epochs = row_epochs(row, config)
     # timm's factory leaves out frozen parameters and exempts norms and biases from weight decay
     optimizer = create_optimizer_v2(model, 'sgd', lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    total_steps = max(config.epochs * len(loader), 1)
+    total_steps = max(epochs * len(loader), 1)
     warmup = int(config.warmup_fraction * total_steps) if row.stage != 'continue' else 0
     scheduler = CosineLRScheduler(optimizer, t_initial=total_steps, warmup_t=warmup, warmup_lr_init=lr * 0.01,
                                   warmup_prefix=True, t_in_epochs=False)
     start = time.perf_counter()
-    history = fit(model, loader, optimizer, epochs=config.epochs, loss_fn=_classifier_loss(row, config),
-                  lr_scheduler=scheduler, progress=progress)
+    history = fit(model, loader, optimizer, epochs=epochs, loss_fn=_classifier_loss(row, config),
+                  lr_scheduler=scheduler, progress=progress, on_epoch_end=on_epoch_end)
     metrics = dict(history[-1]) if history else {}
     metrics['train_seconds'] = time.perf_counter() - start
     return metrics
@@ -224,7 +255,7 @@ def plan_train_images(
 
 
 # ----------------------------------------------------------------------------- writing
-def _save_classifier(model: nn.Module, path: Path, row: RowSpec, config: ReproductionConfig) -> Path:
+def save_classifier(model: nn.Module, path: Path, row: RowSpec, config: ReproductionConfig) -> Path:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if row.wrapper_args is None:
         architecture = dict(timm_model=config.backbone, num_classes=NUM_CLASSES)
@@ -292,28 +323,28 @@ def run_reproduction(
     indices = _train_subset(train_images, config.seed)
 
     torch.manual_seed(config.seed)
-    wae, wae_metrics = train_stage1_wae(_train_loader(indices, config.wae_batch_size, config.seed), config, progress)
+    wae, wae_metrics = train_stage1_wae(train_loader(indices, config.wae_batch_size, config.seed), config, progress)
     save_wae(wae, wae_path, overwrite=overwrite)
     _logger.info('stage 1 done in %.0f s: %s', wae_metrics['train_seconds'], wae_metrics)
 
-    loader = _train_loader(indices, config.batch_size, config.seed)
+    loader = train_loader(indices, config.batch_size, config.seed)
     clean = NoisyTestSet(test_set, 0., seed=config.seed)
     trained: Dict[str, nn.Module] = {}
     records, noise_records = [], []
     for index, row in enumerate(rows):
         torch.manual_seed(config.seed + index)
         if row.stage == 'continue':
-            model = _continue_from(trained[row.parent], row)
+            model = continue_from(trained[row.parent], row)
         else:
             model = build_row_model(row, config, str(wae_path))
         metrics = train_classifier(model, loader, row, config, progress)
         trained[row.key] = model
         result = evaluate(model, clean, progress=progress)
-        _save_classifier(model, checkpoints[row.key], row, config)
+        save_classifier(model, checkpoints[row.key], row, config)
         records.append(dict(
             key=row.key, label=row.label, top1=result['top1'], top5=result['top5'], loss=result['loss'],
             train_loss=metrics.get('loss', float('nan')), train_seconds=metrics['train_seconds'],
-            train_images=train_images, epochs=config.epochs, lr=_row_lr(row, config),
+            train_images=train_images, epochs=row_epochs(row, config), lr=_row_lr(row, config),
             gamma=config.gamma if row.use_gamma else 0., checkpoint=str(checkpoints[row.key])))
         _logger.info('%s: top-1 %.2f top-5 %.2f (trained in %.0f s)', row.key, result['top1'], result['top5'],
                      metrics['train_seconds'])

@@ -29,7 +29,8 @@ from typing import Any, Dict, Optional, Tuple
 from .noise import NOISE_VARIANCES
 from ..models.comparison import Method, comparison_method
 
-__all__ = ['ReproductionConfig', 'RowSpec', 'ROWS', 'NUM_CLASSES', 'INPUT_SIZE']
+__all__ = ['ReproductionConfig', 'RowSpec', 'ROWS', 'SWEEP_ROWS', 'GRID_ROWS', 'NUM_CLASSES', 'INPUT_SIZE',
+           'SWEEP_RESOLUTIONS']
 
 NUM_CLASSES = 10
 INPUT_SIZE = (3, 32, 32)
@@ -57,6 +58,7 @@ class ReproductionConfig:
     wae_batch_size: int = 32
     wae_lr: float = 1e-3
     finetune_lr: float = 0.005
+    finetune_epochs: Optional[int] = None  # epochs of the 'continue' rows (stage 3, control); None: ``epochs``
     gamma: float = 0.001
     budget_minutes: float = 60.
     train_images: Optional[int] = None  # None: as many as the budget allows (at most 60000)
@@ -89,6 +91,7 @@ class RowSpec:
     unfreeze_wae: bool = False
     use_gamma: bool = False
     noise: bool = False
+    resolution: Optional[int] = None
 
     @property
     def comparison_method(self) -> Method:
@@ -115,3 +118,17 @@ ROWS: Tuple[RowSpec, ...] = (
     RowSpec('wae_stage2_longer', 'WAE, I_L + I_H, stage 2 continued (control)', 'wae', stage='continue',
             parent='wae_stage2'),
 )
+
+# The equal-cost sweep: the backbone itself at input resolutions that span the WAE's cost,
+# 32 (full), 24 and 20 (near the WAE's measured cost) and 16 (= I_R, half resolution).
+SWEEP_RESOLUTIONS: Tuple[int, ...] = (32, 24, 20, 16)
+SWEEP_ROWS: Tuple[RowSpec, ...] = tuple(
+    RowSpec(f'backbone_{r}', f'backbone @{r}' + (' (= I_R)' if r == INPUT_SIZE[1] // 2 else ''), 'backbone',
+            resolution=r, noise=r == INPUT_SIZE[1])
+    for r in SWEEP_RESOLUTIONS)
+
+# The rows of the seeded equal-cost grid (wae_timm.experiments.equal_cost): the sweep, then every
+# method of the comparison; the WAE rows first, so the shipped stage-3 checkpoint of a seed comes early.
+GRID_ROWS: Tuple[RowSpec, ...] = tuple(
+    r for r in ROWS if r.key in ('wae_stage2', 'wae_stage3', 'wae_stage2_longer')) + SWEEP_ROWS + tuple(
+    r for r in ROWS if r.key in ('wavelet_ca', 'wavelet', 'decomposition', 'wae_low'))

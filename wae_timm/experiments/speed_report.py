@@ -1,5 +1,7 @@
-"""What a speed benchmark run writes: one CSV row per (model, step, batch size), a markdown summary
-with the machine, the targets and an ablation table, and a PNG of fvcore GFLOPs against measured latency.
+"""What a speed benchmark run writes: one CSV row per (model, step, precision, batch size), the same rows
+in timm benchmark.py's columns (``*_timm.csv``, see :func:`~wae_timm.experiments.speed.timm_rows`), a
+markdown summary with the machine, the targets and an ablation table, and a PNG of fvcore GFLOPs against
+measured latency.
 """
 import csv
 import os
@@ -7,12 +9,12 @@ import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Union
 
 import timm
 import torch
 
-from .speed import ABLATED_LABELS, EAGER, TimingRow, check_targets
+from .speed import ABLATED_LABELS, EAGER, TimingRow, check_targets, timm_rows
 from .tables import markdown_table
 from ..files import refuse_to_overwrite
 
@@ -53,8 +55,14 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step: str, command: str) -> str:
-    """The markdown report: machine, target check, main table (eager vs optimised), ablation."""
+def _steps(final_steps: Union[str, Sequence[str]]) -> List[str]:
+    return [final_steps] if isinstance(final_steps, str) else list(final_steps)
+
+
+def markdown_summary(
+        rows: Sequence[TimingRow], env: Dict[str, str], final_steps: Union[str, Sequence[str]], command: str) -> str:
+    """The markdown report: machine, target check, main table (eager vs each backend's fast path), ablation."""
+    main_steps = [EAGER] + _steps(final_steps)
     parts = ['## Machine', '', markdown_table(['', ''], list(env.items()), _fmt), '', f'Regenerate: `{command}`', '']
     targets = check_targets(rows)
     if targets:
@@ -62,23 +70,25 @@ def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step:
                   '"both at this step" is the fair ratio: the backbone got the same optimisations. '
                   '"vs eager backbone" pits the optimised WAE model against the unoptimised backbone.', '',
                   markdown_table(
-                      ['model', 'vs', 'batch', 'metric', 'step', 'target', 'paper', 'both at this step',
+                      ['model', 'vs', 'batch', 'metric', 'step', 'precision', 'target', 'paper', 'both at this step',
                        'vs eager backbone', 'target met (fair)'],
-                      [[t['model'], t['backbone'], t['batch_size'], t['metric'], t['step'], f"{t['required']:.2f}x",
+                      [[t['model'], t['backbone'], t['batch_size'], t['metric'], t['step'], t['precision'],
+                        f"{t['required']:.2f}x",
                         'n/a' if t['paper'] is None else f"{t['paper']:.2f}x", f"{t['both_same_step']:.2f}x",
                         f"{t['wae_vs_eager_backbone']:.2f}x", 'yes' if t['met'] else 'NO'] for t in targets],
                       _fmt), '']
     for batch_size in sorted({r.batch_size for r in rows}):
-        main = [r for r in rows if r.batch_size == batch_size and r.step in (EAGER, final_step)]
+        main = [r for r in rows if r.batch_size == batch_size and r.step in main_steps]
         if batch_size == 1:
-            header = ['backbone', 'model', 'name', 'input', 'step', 'median ms', 'min ms', 'max ms']
+            header = ['backbone', 'model', 'name', 'input', 'step', 'precision', 'median ms', 'min ms', 'max ms']
             values = [lambda r: r.median_ms, lambda r: r.min_ms, lambda r: r.max_ms]
         else:
-            header = ['backbone', 'model', 'name', 'input', 'step', 'img/s (median)', 'min ms', 'max ms']
+            header = ['backbone', 'model', 'name', 'input', 'step', 'precision', 'img/s (median)', 'min ms', 'max ms']
             values = [lambda r: r.throughput_img_s, lambda r: r.min_ms, lambda r: r.max_ms]
         header += ['speed-up same step', 'speed-up vs eager backbone', 'GFLOPs', 'load']
         parts += [f'## Batch {batch_size} ({"latency" if batch_size == 1 else "throughput"})', '',
-                  markdown_table(header, [[r.backbone, r.label, r.model, r.input_size, r.step] + [f(r) for f in values]
+                  markdown_table(header, [[r.backbone, r.label, r.model, r.input_size, r.step, r.precision]
+                                          + [f(r) for f in values]
                                           + [f'{r.speedup_same_step:.2f}x', f'{r.speedup_vs_eager_backbone:.2f}x',
                                              r.gflops, r.load_avg_1m] for r in main], _fmt), '']
     ablation = [r for r in rows if r.label in ABLATED_LABELS]
@@ -87,7 +97,7 @@ def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step:
         lines = []
         for r in ablation:
             eager = next(e for e in ablation if e.model == r.model and e.batch_size == r.batch_size
-                         and e.step == EAGER and e.backbone == r.backbone)
+                         and e.step == EAGER and e.backbone == r.backbone and e.precision == r.precision)
             lines.append([r.model, r.batch_size, r.step, r.median_ms, f'{eager.median_ms / r.median_ms:.2f}x',
                           f'{r.speedup_same_step:.2f}x', f'{r.max_abs_diff:.1e}'])
         parts += [markdown_table(['model', 'batch', 'step', 'median ms', 'vs own eager', 'WAE / backbone same step',
@@ -95,8 +105,9 @@ def markdown_summary(rows: Sequence[TimingRow], env: Dict[str, str], final_step:
     return '\n'.join(parts)
 
 
-def plot_cost(rows: Sequence[TimingRow], path: Path, final_step: str) -> None:
-    """PNG: fvcore GFLOPs (x) against measured batch-1 median latency (y), eager and optimised."""
+def plot_cost(rows: Sequence[TimingRow], path: Path, final_steps: Union[str, Sequence[str]]) -> None:
+    """PNG: fvcore GFLOPs (x) against measured batch-1 median latency (y), eager and the first backend's fast path."""
+    final_step = _steps(final_steps)[0]
     # imported here: pyplot adds 0.6-1.0 s (measured on 2 cores) to this module's ~0.1 s import,
     # and choosing the Agg backend at import would switch it for the whole importing process
     import matplotlib
@@ -125,8 +136,11 @@ def plot_cost(rows: Sequence[TimingRow], path: Path, final_step: str) -> None:
 
 
 def result_paths(out_dir: Path, name: str) -> Dict[str, Path]:
-    """Where :func:`write_results` puts the CSV, markdown and PNG called ``name``."""
-    return {ext: out_dir / f'{name}.{ext}' for ext in ('csv', 'md', 'png')}
+    """Where :func:`write_results` puts the CSV, markdown and PNG called ``name``, and the CSV in timm's
+    benchmark.py columns (``name``_timm.csv)."""
+    paths = {ext: out_dir / f'{name}.{ext}' for ext in ('csv', 'md', 'png')}
+    paths['timm_csv'] = out_dir / f'{name}_timm.csv'
+    return paths
 
 
 def check_writable(out_dir: Path, name: str, overwrite: bool) -> Dict[str, Path]:
@@ -137,9 +151,12 @@ def check_writable(out_dir: Path, name: str, overwrite: bool) -> Dict[str, Path]
 
 
 def write_results(
-        rows: Sequence[TimingRow], out_dir: Path, name: str, env: Dict[str, str], final_step: str,
-        command: str, overwrite: bool = False) -> Dict[str, Path]:
-    """Write ``name``.csv / .md / .png under ``out_dir``; refuses to replace existing files unless ``overwrite``."""
+        rows: Sequence[TimingRow], out_dir: Path, name: str, env: Dict[str, str],
+        final_steps: Union[str, Sequence[str]], command: str, overwrite: bool = False) -> Dict[str, Path]:
+    """Write ``name``.csv / .md / .png and ``name``_timm.csv under ``out_dir``; refuses to replace existing
+    files unless ``overwrite``."""
+    if not rows:
+        raise ValueError('write_results: no rows to write')
     paths = check_writable(out_dir, name, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(paths['csv'], 'w', newline='') as f:
@@ -147,7 +164,12 @@ def write_results(
         writer.writeheader()
         for r in rows:
             writer.writerow({k: f'{v:.4g}' if isinstance(v, float) else v for k, v in asdict(r).items()})
+    with open(paths['timm_csv'], 'w', newline='') as f:
+        records = timm_rows(rows)
+        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
     header = '# Speed benchmark\n\n'
-    paths['md'].write_text(header + markdown_summary(rows, env, final_step, command) + '\n')
-    plot_cost(rows, paths['png'], final_step)
+    paths['md'].write_text(header + markdown_summary(rows, env, final_steps, command) + '\n')
+    plot_cost(rows, paths['png'], final_steps)
     return paths

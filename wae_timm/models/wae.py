@@ -228,6 +228,8 @@ class WAEWrapper(nn.Module):
         self.global_pool = global_pool
         self.grad_checkpointing = False
         self.inference_only = False  # set by fuse_for_inference
+        # run the high branch in a TorchScript fork, beside the low branch (prepare_for_inference sets it)
+        self.concurrent_branches = False
 
         self.decomposition = decomposition
         # the decoder only where the transform loss trains it, I_H only where something reads it:
@@ -370,18 +372,28 @@ class WAEWrapper(nn.Module):
     def fuse_for_inference(self) -> 'WAEWrapper':
         """Make this model an inference-only one that computes the same logits faster, in place.
 
-        Switches to eval mode, drops the WAE decoder and the stage-3 auxiliary loss, and folds
+        Switches to eval mode, drops the WAE decoder and the stage-3 auxiliary loss, folds
         every BatchNorm that follows a convolution into it (see
         :func:`wae_timm.deploy.inference.fold_batchnorms`): the BatchNorms on ``I_L``/``I_H`` into the
-        encoder's ``to_low``/``to_high`` convolutions, and the conv-BN pairs of both branches.
-        ``forward_decomposition`` then returns the normalised bands, and ``forward_train``,
-        which needs the raw bands and the decoder, refuses to run. Returns ``self``.
+        encoder's ``to_low``/``to_high`` convolutions, and the conv-BN pairs of both branches; then
+        merges ``to_low``/``to_high`` into one 6-channel stride-2 convolution whose output halves are
+        ``I_L``/``I_H`` (see :meth:`~wae_timm.layers.autoencoder.WaveletLikeAutoEncoder.merge_band_convs`;
+        a no-op for front ends without ``to_high``). ``forward_decomposition`` then returns the
+        normalised bands, and ``forward_train``, which needs the raw bands and the decoder, refuses
+        to run. Calling it again changes nothing. Returns ``self``.
+
+        The fused model's ``state_dict`` differs from a normal checkpoint's (no BatchNorm entries,
+        ``wae.to_bands.*`` in place of ``wae.to_low.*``/``wae.to_high.*``): save and load the
+        unfused model, and fuse after loading.
         """
         self.eval()
         if getattr(self.wae, 'has_decoder', False):
             self.wae.remove_decoder()
         self.aux_loss_weight = 0.
         fold_batchnorms(self)
+        merge_band_convs = getattr(self.wae, 'merge_band_convs', None)
+        if merge_band_convs is not None:
+            merge_band_convs()
         self.inference_only = True
         return self
 
@@ -404,6 +416,12 @@ class WAEWrapper(nn.Module):
         return self.wae.encode(x)
 
     def _forward_branches(self, low: torch.Tensor, high: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.fusion and self.concurrent_branches and torch.jit.is_scripting():
+            # TorchScript runs a fork on its inter-op thread pool: the quarter-width branch (many small,
+            # overhead-bound ops) overlaps the low branch; eager/fx/dynamo would run a fork inline
+            future = torch.jit.fork(self._high_features, high)
+            f_low = self.low.forward_features(self.low_norm(low))
+            return f_low, torch.jit.wait(future)
         low = self.low_norm(low)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             f_low = checkpoint(self.low.forward_features, low, use_reentrant=False)
@@ -411,10 +429,13 @@ class WAEWrapper(nn.Module):
             f_low = self.low.forward_features(low)
         if not self.fusion:
             return f_low, f_low[:, :0]
-        high = self.high_norm(high)
         if self.grad_checkpointing and not torch.jit.is_scripting():
-            return f_low, checkpoint(self.high.forward_features, high, use_reentrant=False)
-        return f_low, self.high.forward_features(high)
+            # the BatchNorm stays outside: a recomputation would update its running statistics twice
+            return f_low, checkpoint(self.high.forward_features, self.high_norm(high), use_reentrant=False)
+        return f_low, self._high_features(high)
+
+    def _high_features(self, high: torch.Tensor) -> torch.Tensor:
+        return self.high.forward_features(self.high_norm(high))
 
     def _head_inputs(self, f_low: torch.Tensor, f_high: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.flatten_grid > 0:
@@ -603,8 +624,12 @@ def build_wrapper(variant: str, model_args: Dict[str, Any], pretrained: bool = F
     """A registered :class:`WAEWrapper` variant built by timm from its ``model_args`` (``kwargs`` override them).
 
     ``pretrained=True`` fails before building when the variant's tag has no weights,
-    and load errors name the weight file (see :mod:`wae_timm.models.pretrained`).
+    and load errors name the weight file (see :mod:`wae_timm.models.pretrained`); so
+    do those of ``timm.create_model``'s ``checkpoint_path=`` (see
+    :func:`~wae_timm.models.checkpoint_files.explain_checkpoint_path_errors`).
     """
+    from .checkpoint_files import explain_checkpoint_path_errors
+    explain_checkpoint_path_errors(WAEWrapper)  # timm loads checkpoint_path after this returns
     _check_parsed_kwargs(kwargs)
     model_args = dict(model_args, **kwargs)
     feature_cfg = dict(feature_cls='getter')

@@ -15,9 +15,11 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..files import atomic_write, refuse_to_overwrite, remove_stale_temporaries
+from ..models.checkpoint_files import load_state_dict_strictly, reading_weights_file
+from ..models.pretrained import CheckpointMismatchError, CorruptWeightsError, MissingWeightsError
 from .distributed import unwrap
 
-__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'clear_run',
+__all__ = ['TrainState', 'Checkpointer', 'atomic_write', 'check_fresh_output', 'clear_run', 'read_checkpoint',
            'read_train_state', 'LAST_CHECKPOINT', 'SUMMARY_CSV']
 
 LAST_CHECKPOINT = 'last.pth.tar'
@@ -92,15 +94,48 @@ class Checkpointer:
             self.save(state)
 
     def load(self, map_location='cpu') -> TrainState:
-        """Restore everything from the checkpoint and return where training stopped."""
-        if not self.exists():
-            raise FileNotFoundError(f'no checkpoint to resume from at {self.path}')
-        checkpoint = torch.load(self.path, map_location=map_location, weights_only=True)
-        unwrap(self.model).load_state_dict(checkpoint['state_dict'])
-        self.optimizer.load_state_dict(checkpoint['optimizer'])
+        """Restore everything from the checkpoint and return where training stopped.
+
+        An unusable file raises ``MissingWeightsError``/``CorruptWeightsError``/``CheckpointMismatchError``
+        (:mod:`wae_timm.models.pretrained`) naming it; see :func:`read_checkpoint`.
+        """
+        checkpoint = read_checkpoint(self.path, map_location)
+        load_state_dict_strictly(unwrap(self.model), checkpoint['state_dict'], self.path, _RESUME)
+        try:
+            self.optimizer.load_state_dict(checkpoint['optimizer'])
+        except (ValueError, KeyError) as err:
+            raise CheckpointMismatchError(f'{_RESUME} {self.path}: its optimizer state does not fit this run\'s '
+                                          f'optimizer ({err})') from err
         if self.lr_scheduler is not None and 'lr_scheduler' in checkpoint:
             self.lr_scheduler.load_state_dict(checkpoint['lr_scheduler'])
         return TrainState(**checkpoint['train_state'])
+
+
+_RESUME = '--resume checkpoint'
+_CHECKPOINT_KEYS = ('state_dict', 'optimizer', 'train_state')
+
+
+def read_checkpoint(path: Union[str, Path], map_location='cpu') -> Dict[str, Any]:
+    """The training checkpoint in ``path`` (``torch.load(weights_only=True)``), checked to be one of this trainer.
+
+    Raises ``MissingWeightsError`` (no file), ``CorruptWeightsError`` (empty, truncated, not a torch
+    file, a pickle of other objects, or a file without this trainer's entries), naming ``path``.
+    """
+    with reading_weights_file(path, _RESUME) as path:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise CorruptWeightsError(f'{_RESUME} {path} is not a checkpoint of this trainer: it holds a '
+                                  f'{type(checkpoint).__name__}, not a dict with {list(_CHECKPOINT_KEYS)}')
+    missing = [k for k in _CHECKPOINT_KEYS if k not in checkpoint]
+    if missing:
+        raise CorruptWeightsError(f'{_RESUME} {path} is not a checkpoint of this trainer: no {missing} entries '
+                                  f'(it has {sorted(checkpoint)[:5]})')
+    try:
+        TrainState(**checkpoint['train_state'])
+    except TypeError as err:
+        raise CorruptWeightsError(f'{_RESUME} {path}: its train_state {checkpoint["train_state"]!r} is not '
+                                  f'{list(TrainState.__dataclass_fields__)}') from err
+    return checkpoint
 
 
 RUN_CONFIG = 'config.json'
@@ -153,7 +188,8 @@ def check_fresh_output(directory: Union[str, Path], resume: bool, overwrite: boo
                               f'tool (no {LAST_CHECKPOINT}, no {RUN_CONFIG} of this tool): give a new or empty folder')
     if resume:
         if not checkpoint.is_file():
-            raise FileNotFoundError(f'--resume: no checkpoint at {checkpoint}')
+            raise MissingWeightsError(f'--resume checkpoint {checkpoint} does not exist: there is no run to resume '
+                                      'there (start one without --resume)')
         return
     if overwrite:
         if clear:
@@ -182,4 +218,4 @@ def read_train_state(directory: Union[str, Path]) -> TrainState:
     path = Path(directory) / LAST_CHECKPOINT
     if not path.is_file():
         return TrainState()
-    return TrainState(**torch.load(path, map_location='cpu', weights_only=True)['train_state'])
+    return TrainState(**read_checkpoint(path)['train_state'])

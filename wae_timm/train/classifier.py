@@ -28,11 +28,13 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import random_seed, update_summary
 from torch.utils.data import Dataset
 
-from ..data import FashionMNIST, create_eval_loader, create_image_dataset, create_train_loader, dataset_class_to_idx, \
-    paper_crop_transform
+from ..data import FASHION_MNIST_CLASSES, FashionMNIST, create_eval_loader, create_image_dataset, \
+    create_train_loader, dataset_class_to_idx, paper_crop_transform
+from ..models.checkpoint_files import load_weights_file
 from ..models.wae import WAEWrapper
 from ..files import atomic_write, remove_stale_temporaries
-from .checkpoint import SUMMARY_CSV, Checkpointer, check_fresh_output, clear_run, read_train_state, write_run_config
+from .checkpoint import LAST_CHECKPOINT, SUMMARY_CSV, Checkpointer, check_fresh_output, clear_run, read_checkpoint, \
+    read_train_state, write_run_config
 from .distillation import create_teacher, distillation_loss_fn
 from .distributed import DistributedContext, init_distributed, wrap_ddp
 from .engine import fit
@@ -135,11 +137,14 @@ def _create_model(cfg: ClassifierTrainConfig, num_classes: int, in_chans: int) -
     if cfg.pretrained_path:
         # timm's --pretrained-path: weights from a local file, head re-initialised if it differs
         factory_kwargs['pretrained_cfg_overlay'] = dict(file=cfg.pretrained_path, num_classes=-1)
-    return timm.create_model(
+    model = timm.create_model(
         cfg.model, pretrained=cfg.pretrained or bool(cfg.pretrained_path), in_chans=in_chans,
-        num_classes=num_classes, drop_rate=cfg.drop, drop_path_rate=cfg.drop_path,
-        checkpoint_path=cfg.initial_checkpoint, **factory_kwargs,
+        num_classes=num_classes, drop_rate=cfg.drop, drop_path_rate=cfg.drop_path, **factory_kwargs,
         **stage_model_kwargs(cfg.stage, cfg.model_kwargs, cfg.initial_checkpoint))
+    if cfg.initial_checkpoint:
+        # loaded here rather than by create_model(checkpoint_path=...), so that the errors of any model name the file
+        load_weights_file(model, cfg.initial_checkpoint, '--initial-checkpoint')
+    return model
 
 
 def _subset(dataset: Dataset, count: Optional[int]) -> Dataset:
@@ -179,6 +184,44 @@ def _set_transforms(cfg: ClassifierTrainConfig, train: Dataset, evaluation: Data
     evaluation.transform = create_transform(**data_config, is_training=False)
 
 
+def _check_settings(cfg: ClassifierTrainConfig) -> None:
+    """Refuse values no run can use, before anything is read or written."""
+    at_least_one = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, validation_batch_size=cfg.validation_batch_size,
+                        train_samples=cfg.train_samples, val_samples=cfg.val_samples, num_classes=cfg.num_classes)
+    for name, value in at_least_one.items():
+        if value is not None and value < 1:
+            hint = ' (omit it to evaluate on the whole split)' if name == 'val_samples' else ''
+            raise ValueError(f'{name} (--{name.replace("_", "-")}) must be at least 1, got {value}{hint}')
+
+
+def _check_num_classes(cfg: ClassifierTrainConfig, data_classes: int) -> None:
+    if cfg.num_classes is not None and cfg.num_classes < data_classes:
+        raise ValueError(f'num_classes (--num-classes) {cfg.num_classes} is fewer than the {data_classes} classes of '
+                         f'the data (labels 0..{data_classes - 1}): give at least {data_classes}, or leave it out')
+
+
+# settings a resumed run may change: they move where and how fast it runs, not what it computes
+RESUMABLE_CHANGES = frozenset({'resume', 'overwrite', 'output', 'workers', 'device', 'progress',
+                               'checkpoint_interval', 'max_updates', 'validation_batch_size'})
+
+
+def _check_resume_settings(cfg: ClassifierTrainConfig, checkpoint: Path) -> None:
+    """Refuse to resume with settings that differ from those the run was started with (except RESUMABLE_CHANGES).
+
+    A changed batch size, number of epochs, schedule, model or data would silently
+    continue the old run's optimizer and schedule with other meanings.
+    """
+    saved = read_checkpoint(checkpoint).get('config')
+    if saved is None:  # a checkpoint written without its settings: nothing to compare
+        return
+    changed = [f'--{key.replace("_", "-")} {saved.get(key)!r} -> {value!r}' for key, value in _plain_config(cfg).items()
+               if key not in RESUMABLE_CHANGES and saved.get(key) != value]
+    if changed:
+        raise ValueError(f'--resume continues the run in {checkpoint.parent} as it was started, but these settings '
+                         f'differ from its checkpoint: {", ".join(changed)}. Resume with the run\'s settings (see '
+                         f'{checkpoint.parent / "config.json"}), or start a new run (another --output, or --overwrite)')
+
+
 def _plain_config(cfg: ClassifierTrainConfig) -> Dict[str, Any]:
     """The config as JSON values (what ``torch.load(weights_only=True)`` accepts)."""
     return json.loads(json.dumps(asdict(cfg), default=str))
@@ -191,14 +234,22 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
     final = output / 'model.safetensors'
     context = context or init_distributed(cfg.device)
     # --overwrite removes the old run only once everything below has been checked (see clear_run)
+    _check_settings(cfg)
     check_fresh_output(cfg.output, cfg.resume, cfg.overwrite, final_output=final, primary=context.is_primary)
+    if cfg.resume:
+        _check_resume_settings(cfg, output / LAST_CHECKPOINT)
     random_seed(cfg.seed, context.rank)
 
     train_set, eval_set = _create_datasets(cfg)
-    if cfg.dataset == FASHION_MNIST:
-        num_classes = cfg.num_classes or 10
+    class_to_idx = {c: i for i, c in enumerate(FASHION_MNIST_CLASSES)} if cfg.dataset == FASHION_MNIST \
+        else dataset_class_to_idx(train_set)
+    if class_to_idx is None:
+        if not cfg.num_classes:
+            raise ValueError(f'dataset {cfg.dataset!r} has no class map: give num_classes (--num-classes)')
+        num_classes = cfg.num_classes
     else:
-        num_classes = cfg.num_classes or len(train_set.reader.class_to_idx)
+        _check_num_classes(cfg, len(class_to_idx))
+        num_classes = cfg.num_classes or len(class_to_idx)
     model = _create_model(cfg, num_classes, in_chans=3)
     if cfg.dataset == FASHION_MNIST:
         input_mean, input_std = (train_set.mean,) * 3, (train_set.std,) * 3
@@ -272,7 +323,7 @@ def train_classifier(cfg: ClassifierTrainConfig, context: Optional[DistributedCo
         lr_scheduler=scheduler, checkpointer=checkpointer, resume=cfg.resume, eval_loader=eval_loader,
         eval_metric=cfg.eval_metric, device=context.device, max_updates=cfg.max_updates,
         on_epoch_end=log_epoch, clip_grad=cfg.clip_grad, amp_dtype=amp_dtype, loss_scaler=loss_scaler,
-        progress=cfg.progress)
+        progress=cfg.progress, seed=cfg.seed)
 
     if context.is_primary and read_train_state(output).epoch >= cfg.epochs:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

@@ -9,11 +9,13 @@ scores, with timm's weighting rules for ``task_loss_weight``/``distill_loss_weig
 """
 from typing import Optional, Tuple
 
+import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.task import DistillationTeacher
 
+from ..models.checkpoint_files import load_weights_file
 from .distributed import unwrap
 from .losses import LossFn, model_scores, paper_loss_from_output
 from ..models.wae import WAEOutput
@@ -28,10 +30,19 @@ def create_teacher(
         device=None,
 ):
     """timm's ``DistillationTeacher``: ``model_name`` with pretrained weights (hub, or ``pretrained_path``),
-    the student's number of classes and input channels, in eval mode."""
+    the student's number of classes and input channels, in eval mode.
+
+    A ``pretrained_path`` that is missing, unreadable, or of another architecture or number of
+    classes raises the errors of :mod:`wae_timm.models.checkpoint_files`, naming the file.
+    """
     inner = unwrap(student)
-    teacher = DistillationTeacher(model_name, num_classes=inner.num_classes, in_chans=inner.in_chans,
-                                  pretrained_path=pretrained_path, device=device)
+    if pretrained_path:
+        model = timm.create_model(model_name, num_classes=inner.num_classes, in_chans=inner.in_chans)
+        load_weights_file(model, pretrained_path, f'--kd-pretrained-path (teacher {model_name})')
+        teacher = DistillationTeacher(model.to(device), device=device)
+    else:
+        teacher = DistillationTeacher(model_name, num_classes=inner.num_classes, in_chans=inner.in_chans,
+                                      device=device)
     teacher.requires_grad_(False)
     return teacher
 

@@ -19,12 +19,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..layers.checks import check_finite
-from ..data.sampler import ResumableSampler
+from ..data.sampler import ResumableSampler, sample_seed
 from .checkpoint import Checkpointer, TrainState
 from .distributed import unwrap
 from .losses import LossFn, paper_loss
 
-__all__ = ['train_one_epoch', 'evaluate', 'fit', 'StepCallback']
+__all__ = ['train_one_epoch', 'evaluate', 'fit', 'seed_step', 'StepCallback']
 
 _logger = logging.getLogger(__name__)
 
@@ -40,6 +40,22 @@ def _autocast(device: torch.device, amp_dtype: Optional[torch.dtype]):
 
 def _is_primary() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def seed_step(seed: int, step: int, device) -> None:
+    """Seed torch's generator of ``device`` (and the CPU's) for optimizer step ``step`` of this process.
+
+    The model's random draws then depend on ``(seed, rank, step)`` only, not on
+    what ran before in the process: nothing of the random state has to be
+    checkpointed, and every process of a DDP run draws its own.
+    """
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    step_seed = sample_seed(seed, rank, step)
+    torch.default_generator.manual_seed(step_seed)
+    device = torch.device(device)
+    if device.type == 'cuda':
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(step_seed)
 
 
 def train_one_epoch(
@@ -60,6 +76,7 @@ def train_one_epoch(
         amp_dtype: Optional[torch.dtype] = None,
         loss_scaler: Optional[torch.amp.GradScaler] = None,
         progress: bool = True,
+        seed: Optional[int] = None,
 ) -> Dict[str, float]:
     """Train ``model`` on every batch ``loader`` yields; return the epoch's mean metrics.
 
@@ -77,6 +94,9 @@ def train_one_epoch(
             (checkpointing); returning True stops the epoch early.
         amp_dtype: autocast dtype (``torch.bfloat16``/``torch.float16``), None for fp32.
         loss_scaler: a ``GradScaler`` for float16 autocast.
+        seed: seed the model's randomness (dropout, drop-path) of each step from
+            ``(seed, rank, step number)`` (see :func:`seed_step`), so a resumed run
+            draws what the uninterrupted one would have; ``None``: the global state as it is.
 
     Returns:
         ``dict(loss=..., <other loss terms>..., lr=..., steps=..., num_updates=..., stopped=0/1)``.
@@ -97,6 +117,8 @@ def train_one_epoch(
         where = f'train epoch {epoch} batch {step}'
         x = check_finite(x.to(device, non_blocking=True), where)
         y = y.to(device, non_blocking=True)
+        if seed is not None:
+            seed_step(seed, num_updates, device)
         with _autocast(device, amp_dtype):
             loss, metrics = loss_fn(model, x, y)
         if not math.isfinite(metrics['loss']):
@@ -150,6 +172,9 @@ def evaluate(
 
     Returns:
         ``dict(top1=..., top5=..., loss=..., count=...)`` (one ``top{k}`` per ``k``).
+
+    Raises:
+        ValueError: ``loader`` yielded no samples (in all processes together).
     """
     device = torch.device(device)
     criterion = criterion or F.cross_entropy
@@ -173,7 +198,10 @@ def evaluate(
     net.train(was_training)
     if dist.is_initialized():
         dist.all_reduce(totals)
-    count = max(totals[-1].item(), 1.)
+    if totals[-1].item() == 0:
+        raise ValueError('nothing to evaluate: the evaluation loader yielded no samples (an accuracy of 0 would be '
+                         'reported for a model that was never tested)')
+    count = totals[-1].item()
     result = {f'top{k}': 100. * totals[i].item() / count for i, k in enumerate(topk)}
     result.update(loss=totals[-2].item() / count, count=int(totals[-1].item()))
     return result
