@@ -73,16 +73,7 @@ def test_every_command_has_help_via_python_m(command, monkeypatch, capsys):
     assert len(out.splitlines()) > 8  # the command's own description and flags, not just the listing
 
 
-def test_demo_decomposes_a_photograph_with_the_shipped_wae(tmp_path, capsys):
-    """The README's main command, on a small backbone: shapes, the shipped WAE's PSNR, the figure, the FLOPs."""
-    import re
-    figure = tmp_path / 'demo.png'
-    assert main(['demo', '--model', 'wae_resnet18', '--figure', str(figure)]) == 0
-    out = capsys.readouterr().out
-    assert 'I_L (1, 3, 112, 112)  I_H (1, 3, 112, 112)  reconstruction (1, 3, 224, 224)' in out
-    psnr = float(re.search(r'reconstruction PSNR ([\d.]+) dB', out).group(1))
-    assert psnr > 25, f'the shipped stage-1 WAE reconstructs at {psnr} dB'
-    assert figure.stat().st_size > 10_000 and '| wae_resnet18 |' in out
+# the demo (pretrained classification, then the photograph): tests/test_pretrained_offline.py
 
 
 def test_python_m_lists_every_command():

@@ -9,6 +9,7 @@ create_model, 'hf-hub:' and torch.hub.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -242,9 +243,9 @@ def test_offline_env_in_a_fresh_process(published):
     assert torch.equal(torch.load(published['root'] / 'y.pt', weights_only=True), expected)
 
 
-def test_model_cards_exist_for_every_published_tag():
+def test_shipped_cards_have_every_section():
     for tag in published_tags():
-        card = (REPO / 'model_cards' / f'{tag.name}.md').read_text()
+        card = (REPO / 'hub' / tag.name / 'README.md').read_text()
         metadata = card.split('---\n')[1]
         assert 'library_name: timm' in metadata and f'- {tag.dataset}' in metadata and 'license:' in metadata
         assert 'metrics:' in metadata
@@ -261,31 +262,81 @@ def test_fashion_mnist_cfg_matches_the_training_inputs():
     assert cfg.input_size == tuple(FashionMNIST('test', indices=[0])[0][0].shape)
 
 
-def test_card_numbers_come_from_results_files(tmp_path):
-    from wae_timm.publish.model_card import render_model_card
+def _measurement(sha256, top1, images=10000):
+    return dict(tag=TAG, weights_sha256=sha256, dataset='zalando-datasets/fashion_mnist', split='test',
+                images=str(images), batch_size='250', top1=str(top1), top5='99.81', loss='0.3')
+
+
+def test_card_accuracy_is_bound_to_the_weights_sha256(tmp_path):
+    """Issue 10 item 11: numbers only for the file the results row measured; any other file: not measured."""
+    from wae_timm.publish.measurements import record_measurements
+    from wae_timm.publish.model_card import NotMeasuredWarning, render_model_card
     tag = find_tag(TAG)
-    card = render_model_card(tag, tmp_path)
-    assert 'Accuracy: not measured yet' in card and 'Speed-up: not measured yet' in card
-    assert ModelCard(card).data.eval_results is None  # no model-index without a measurement
     (tmp_path / 'fashion_mnist_results.csv').write_text(
-        'key,label,top1,top5,loss\nwae_stage3,"WAE, ours",91.37,99.81,0.123456789\n'
+        'key,label,top1,top5,loss\nwae_stage3,"WAE, ours",87.65,99.79,0.123456789\n'
         'backbone,backbone @32,92.05,99.9,0.2\nwavelet,x,1,2,0.3\n')
     (tmp_path / 'benchmark_cpu.csv').write_text('model,backbone,input,median ms\nwae_resnet18,resnet18,224,12.5\n')
-    card = render_model_card(tag, tmp_path)
-    # only the columns a reader needs (no raw losses), numbers as the file has them
-    assert '| WAE, ours | 91.37 | 99.81 |' in card and '| backbone @32 | 92.05 | 99.9 |' in card
-    assert '0.123456789' not in card
-    assert '| x |' not in card  # only the rows the tag names
-    # the checkpoint's own row (the tag's first results row) is the model-index
+    record_measurements(tmp_path, [_measurement('a' * 64, 91.37), _measurement('a' * 64, 90.1, images=1000)])
+
+    card = render_model_card(tag, tmp_path, weights_sha256='a' * 64)
+    assert '| 10000 | 91.37 | 99.81 |' in card and '| 1000 | 90.10 | 99.81 |' in card and 'a' * 64 in card
     results = ModelCard(card).data.eval_results
     metrics = {(r.metric_type, r.metric_value, r.dataset_type, r.dataset_split) for r in results}
     assert metrics == {('accuracy', 91.37, tag.dataset, 'test'), ('top_5_accuracy', 99.81, tag.dataset, 'test')}
-    # no latency column in the accuracy file: the speed section comes from the benchmark file
+    # comparisons for context: only the columns a reader needs, only the rows the tag names
+    assert '| backbone @32 | 92.05 | 99.9 |' in card and '0.123456789' not in card and '| x |' not in card
     assert 'From `results/benchmark_cpu.csv`' in card and '| wae_resnet18 | resnet18 | 224 | 12.5 |' in card
-    (tmp_path / 'fashion_mnist_results.csv').write_text(
-        'key,label,top1,top5,latency_ms\nwae_stage3,ours,91,99,25.0\nbackbone,full,92,99,50.0\n')
-    card = render_model_card(tag, tmp_path)
-    assert '| wae_stage3 | 25.0 | 2.00x |' in card and '| backbone | 50.0 | 1.00x |' in card
+
+    with pytest.warns(NotMeasuredWarning, match=r'NOT MEASURED'):
+        other = render_model_card(tag, tmp_path, weights_sha256='b' * 64)
+    assert '**Accuracy of these weights: not measured.**' in other and 'b' * 64 in other
+    assert ModelCard(other).data.eval_results is None
+    for number in ('91.37', '87.65', '92.05'):  # neither this tag's other file nor the comparisons
+        assert number not in other
+
+
+def test_random_weight_export_gets_no_numbers(published, tmp_path):
+    """Issue 10 item 11: the reproduction's results/ (87.65% for its own checkpoint) give a random export nothing."""
+    from wae_timm.publish.model_card import NotMeasuredWarning
+    results = tmp_path / 'results'
+    results.mkdir()
+    for f in (REPO / 'results').glob('*.csv'):
+        (results / f.name).write_bytes(f.read_bytes())
+    with pytest.warns(NotMeasuredWarning, match=r'wae_resnet18\.fmnist.*NOT MEASURED'):
+        folder = export_checkpoint(published['checkpoint'], TAG, tmp_path / 'random', results_dir=results)
+    card = (folder / 'README.md').read_text()
+    assert 'not measured' in card and ModelCard(card).data.eval_results is None
+    accuracy = card.split('## Accuracy')[1].split('## Measured speed')[0]
+    assert published_sha(folder) in accuracy
+    assert re.findall(r'\d+\.\d+', accuracy) == []  # no accuracy at all, not even the comparisons'
+
+
+def published_sha(folder):
+    from wae_timm.publish.measurements import sha256_of_file
+    return sha256_of_file(Path(folder) / 'model.safetensors')
+
+
+def test_card_finds_results_from_outside_the_repo_or_says_so(tmp_path, monkeypatch):
+    from wae_timm.publish import measurements
+    from wae_timm.publish.model_card import NotMeasuredWarning, render_model_card
+    monkeypatch.chdir(tmp_path)  # no ./results here
+    assert measurements.find_results_dir() == REPO / 'results'  # the checkout's, from anywhere
+    monkeypatch.setattr(measurements, '_REPOSITORY_RESULTS', tmp_path / 'gone')
+    with pytest.warns(UserWarning, match=r'no results/ folder found \(looked in .*gone'):
+        assert measurements.find_results_dir() is None
+    with pytest.warns((UserWarning, NotMeasuredWarning)):
+        card = render_model_card(find_tag(TAG), weights_sha256='c' * 64)
+    assert 'not measured.** no results/ folder was found' in card
+
+
+def test_card_usage_starts_with_the_install_line_and_import():
+    from wae_timm.publish.model_card import INSTALL_LINE, render_model_card
+    with pytest.warns(UserWarning):
+        card = render_model_card(find_tag(TAG), weights_sha256='d' * 64)
+    usage = card.split('## Usage\n')[1]
+    assert usage.lstrip().startswith(f'```bash\n{INSTALL_LINE}\n```')
+    python_block = usage.split('```python\n')[1]
+    assert python_block.startswith('import wae_timm')
 
 
 @pytest.mark.parametrize('training_kwargs', [
@@ -329,3 +380,109 @@ def test_push_uploads_only_the_files_it_wrote(published, tmp_path, capsys):
                                ignore_patterns=call.get('ignore_patterns'))
     assert sorted(sent) == ['README.md', 'config.json', 'model.safetensors']
     assert "also holds ['my_notes.txt', 'old'], which are not published" in capsys.readouterr().err
+
+
+def test_float16_export_halves_the_file_and_loads_as_stored(published, tmp_path):
+    folder = export_checkpoint(published['checkpoint'], TAG, tmp_path / 'fp16', results_dir=tmp_path,
+                               dtype=torch.float16)
+    weights = load_file(folder / 'model.safetensors')
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float16}
+    assert (folder / 'model.safetensors').stat().st_size < 25e6  # the Hub-folder budget (fp32: ~48 MB)
+    model = timm.create_model(f'local-dir:{folder}', pretrained=True)
+    assert model.head_low.fc.weight.dtype == torch.float32  # loading casts into the model's dtype
+    expected = timm.create_model(TAG)
+    expected.load_state_dict(weights)  # the stored fp16 values, exactly
+    assert torch.equal(_outputs(model, X), _outputs(expected, X))
+
+
+def _install_state_dict(state_dict, published, where):
+    folder = where / 'folder'
+    folder.mkdir()
+    for name in ('config.json', 'README.md'):
+        (folder / name).write_bytes((published['folder'] / name).read_bytes())
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, folder / 'model.safetensors')
+    install_into_hf_cache(folder, find_tag(TAG).hf_hub_id, where / 'cache')
+    return folder
+
+
+@pytest.mark.parametrize('num_classes', [None, 3, 5])
+def test_three_class_checkpoint_is_refused_for_the_ten_class_tag(published, tmp_path, monkeypatch, num_classes):
+    """Issue 10 item 12. timm trusts the cfg: with its num_classes it would load strictly (a bare size
+    mismatch), with any other it would drop the classifiers and load the rest silently. The file must hold
+    the classes its tag declares, whatever num_classes asks for."""
+    three_classes = timm.create_model(TAG, num_classes=3).state_dict()
+    _install_state_dict(three_classes, published, tmp_path)
+    monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path / 'cache'))
+    kwargs = {} if num_classes is None else dict(num_classes=num_classes)
+    with pytest.raises(CheckpointMismatchError, match=r'model\.safetensors of Hub repo wae-timm/wae_resnet18\.fmnist '
+                       r'\(cached at .*\).*head_(low|fusion)\.fc\.weight has 3 classes.*num_classes=10'):
+        timm.create_model(TAG, pretrained=True, **kwargs)
+
+
+def test_hf_hub_with_an_empty_offline_cache_names_the_repo_and_file(tmp_path, monkeypatch):
+    """Issue 10 item 13: timm reads config.json before our code runs; import wae_timm wraps that one call."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', True)
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path / 'empty'))
+    with pytest.raises(MissingWeightsError, match=r'hf-hub:wae-timm/wae_resnet18\.fmnist: config\.json of Hub repo '
+                       r'wae-timm/wae_resnet18\.fmnist is neither reachable.*install-weights') as info:
+        timm.create_model('hf-hub:wae-timm/wae_resnet18.fmnist', pretrained=True)
+    assert isinstance(info.value, FileNotFoundError)  # callers catching timm's error type still catch it
+    with pytest.raises(LocalEntryNotFoundError) as other:  # other organisations' repos: timm's own error
+        timm.create_model('hf-hub:timm/resnet18.a1_in1k', pretrained=True)
+    assert not isinstance(other.value, MissingWeightsError)
+
+
+def test_install_is_idempotent_validates_first_and_never_touches_the_folder(published, tmp_path):
+    from wae_timm.publish.hub import install_folder
+    from wae_timm.publish.measurements import sha256_of_file
+    folder = published['folder']
+    before = {p.name: (sha256_of_file(p), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    cache = tmp_path / 'cache'
+    snapshot, changed = install_folder(folder, cache)
+    assert changed and (snapshot / 'model.safetensors').resolve().parent.name == 'blobs'
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob('*') if p.is_file()}
+    assert install_folder(folder, cache) == (snapshot, False)  # setup run twice: nothing written
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob('*') if p.is_file()} == files
+    blob = (snapshot / 'model.safetensors').resolve()
+    blob.write_bytes(b'truncated by a killed setup')
+    assert install_folder(folder, cache) == (snapshot, True)  # a damaged blob is replaced
+    assert sha256_of_file(blob) == blob.name
+    assert {p.name: (sha256_of_file(p), p.stat().st_mtime_ns) for p in folder.iterdir()} == before
+
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    (bad / 'config.json').write_text('{"architecture": "wae_resnet18", "pretrained_cfg": {"tag": "fmnist"}}')
+    save_file({'head_low.fc.weight': torch.zeros(3, 512)}, bad / 'model.safetensors')
+    with pytest.raises(ValueError, match=r'bad/model\.safetensors is not a checkpoint of wae_resnet18\.fmnist'):
+        cli_main(['install-weights', str(folder), str(bad), '--cache-dir', str(tmp_path / 'new_cache')])
+    assert not (tmp_path / 'new_cache').exists()  # every folder is checked before the first write
+    (bad / 'config.json').write_text('{"architecture": "wae_resnet18"}')
+    with pytest.raises(ValueError, match=r'bad/config\.json is not a timm config\.json'):
+        cli_main(['install-weights', str(bad), '--cache-dir', str(tmp_path / 'new_cache')])
+
+
+def test_push_measure_records_the_written_file_and_binds_the_card(published, tmp_path, monkeypatch):
+    """--measure scores the written (fp16) file through timm's loader; the card then quotes exactly that row."""
+    import functools
+    from wae_timm.publish import hub, measurements
+    # the real measurement on the first 64 test images (the default, all 10000 + 1000, is the slow part)
+    monkeypatch.setattr(hub, 'measure_weights', functools.partial(measurements.measure_weights, subsets=(64,)))
+    checkpoint = tmp_path / 'weights.safetensors'
+    save_file(published['reference'].state_dict(), checkpoint)
+    results = tmp_path / 'results'
+    results.mkdir()
+    other = _measurement('e' * 64, 12.5)  # another file's row stays
+    measurements.record_measurements(results, [other])
+    out = tmp_path / 'out'
+    assert cli_main(['push', str(checkpoint), TAG, '--out', str(out), '--dry-run', '--dtype', 'float16',
+                     '--measure', '--results-dir', str(results)]) == 0
+    sha256 = measurements.sha256_of_file(out / 'model.safetensors')
+    row = measurements.find_measurement(results, TAG, sha256, 64)
+    model = timm.create_model(f'local-dir:{out}', pretrained=True)
+    assert float(row['top1']) == measurements.evaluate_test_split(model, find_tag(TAG).dataset, 64)['top1']
+    assert measurements.find_measurement(results, TAG, 'e' * 64) == other
+    card = (out / 'README.md').read_text()
+    assert f'| 64 | {float(row["top1"]):.2f} |' in card and sha256 in card
+    assert ModelCard(card).data.eval_results[0].metric_value == round(float(row['top1']), 2)

@@ -12,3 +12,14 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 python -m pip install -q torch==2.14.1 torchvision==0.29.1
 python -m pip install -q -e '.[test]'
+
+# The weights shipped in the repository (hub/<model>.<tag>/, exactly the folders that go to the Hub)
+# into the local Hugging Face cache, so `timm.create_model('wae_resnet18.fmnist', pretrained=True)`
+# loads them offline. Validated first, only read; running setup again writes nothing.
+shopt -s nullglob
+shipped=(hub/*/)
+if [ ${#shipped[@]} -gt 0 ]; then
+  python -m wae_timm install-weights "${shipped[@]}"
+else
+  echo "setup: no shipped weights in hub/ (nothing to install into the HF cache)"
+fi

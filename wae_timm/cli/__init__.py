@@ -39,6 +39,7 @@ COMMANDS: Dict[str, Command] = {
     'benchmark': Command('benchmark', 'CPU/CUDA speed of the WAE models, their backbones and the baselines'),
     'flops': Command('flops', 'params, fvcore GFLOPs and the WAE components per model'),
     'push': Command('push', 'publish a trained checkpoint as a pretrained tag on the Hugging Face Hub'),
+    'install-weights': Command('install_weights', 'install exported model folders (hub/) into the local HF cache'),
     'demo': Command('demo', 'decompose a photograph with a WAE model and compare its cost with the backbone'),
     'run': Command('run', "run one of timm's scripts (train.py, validate.py, ...) with the wae_* models registered"),
 }

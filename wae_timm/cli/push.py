@@ -6,10 +6,15 @@
     wae-timm push output/train/.../model_best.pth.tar wae_resnet18.fmnist --out hub/wae_resnet18.fmnist
     # offline machine: put the folder into the local HF cache instead
     wae-timm push CKPT wae_resnet18.fmnist --out hub/wae_resnet18.fmnist --dry-run --to-cache
+    # the folder shipped in the repository: fp16 weights, measured, the card bound to them
+    wae-timm push CKPT wae_resnet18.fmnist --out hub/wae_resnet18.fmnist --dtype float16 --measure --dry-run
 
 The checkpoint may come from timm's train.py (EMA weights are taken when
 present, --no-ema for the raw ones), from the project's trainer, or be a
-.safetensors state dict; it is read with weights_only=True. The optimizer is
+.safetensors state dict; it is read with weights_only=True. --measure scores
+the written model.safetensors on the tag's test split and records the rows,
+with the file's sha256, in results/pretrained_weights.csv; the card quotes
+accuracy only from such a row. The optimizer is
 never published; the WAE decoder only for tags that keep it (see
 wae_timm.models.pretrained.PretrainedTag.keeps_decoder). From a checkout,
 `python tools/push_to_hub.py` is the same command.
@@ -20,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
-from ..publish.hub import EXPORTED_FILES, export_checkpoint, find_tag, install_into_hf_cache, upload_folder
+from ..publish.hub import EXPORT_DTYPES, EXPORTED_FILES, export_checkpoint, find_tag, install_folder, upload_folder
 from . import UsageError
 
 __all__ = ['add_arguments', 'parse_kwargs', 'run']
@@ -48,7 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model-kwargs', nargs='*', default=[], help='k=v arguments the checkpoint was trained with (training-only ones, e.g. wae_weights, '
                              'freeze_wae, aux_loss_weight, are not published)')
     parser.add_argument('--no-ema', action='store_true', help='publish state_dict, not state_dict_ema')
-    parser.add_argument('--results-dir', type=Path, default=Path('results'), help='numbers for the model card')
+    parser.add_argument('--results-dir', type=Path, default=None,
+                        help="numbers for the model card (default: ./results, else the checkout's results/)")
+    parser.add_argument('--dtype', choices=sorted(EXPORT_DTYPES), default='float32',
+                        help='floating-point type of model.safetensors (float16 halves its size)')
+    parser.add_argument('--measure', action='store_true',
+                        help="score the written weights on the tag's test split; record them in results/")
     parser.add_argument('--overwrite', action='store_true', help='replace the files of a non-empty --out')
     parser.add_argument('--dry-run', action='store_true', help='write the folder, upload nothing')
     parser.add_argument('--to-cache', action='store_true', help='also install the folder into the local HF cache')
@@ -63,14 +73,16 @@ def run(args: argparse.Namespace) -> int:
     tag = find_tag(args.tag)
     folder = export_checkpoint(
         args.checkpoint, tag.name, args.out, model_kwargs=model_kwargs,
-        use_ema=not args.no_ema, overwrite=args.overwrite, results_dir=args.results_dir)
+        use_ema=not args.no_ema, overwrite=args.overwrite, results_dir=args.results_dir,
+        dtype=EXPORT_DTYPES[args.dtype], measure=args.measure)
     print(f'wrote {list(EXPORTED_FILES)} to {folder}')
     others = sorted(p.name for p in folder.iterdir() if p.name not in EXPORTED_FILES)
     if others:
         print(f'note: {folder} also holds {others}, which are not published', file=sys.stderr)
     repo_id = args.repo_id or tag.hf_hub_id
     if args.to_cache:
-        print(f'installed into the HF cache as {repo_id}: {install_into_hf_cache(folder, repo_id)}')
+        snapshot, _ = install_folder(folder, repo_id=repo_id)
+        print(f'installed into the HF cache as {repo_id}: {snapshot}')
     if not args.dry_run:
         print(f'uploaded: {upload_folder(folder, repo_id, token=args.token, private=args.private)}')
     if not tag.has_weights:

@@ -108,9 +108,11 @@ def render_decomposition_figure(
         mean: Sequence[float],
         std: Sequence[float],
         overwrite: bool = False,
+        image_labels: Optional[Sequence[str]] = None,
 ) -> Path:
     """Write a PNG of ``len(front_ends) * B`` rows and 4 columns (see the module docstring).
 
+    ``image_labels`` (one per image, e.g. predicted and true class) are added to the rows' labels.
     The PNG measures ``4 * PANEL_INCHES * FIGURE_DPI`` by ``rows * PANEL_INCHES * FIGURE_DPI`` pixels.
     """
     # the backend is chosen when drawing, not at import: importing must not override a user's choice
@@ -122,8 +124,11 @@ def render_decomposition_figure(
     if path.suffix.lower() != '.png':
         raise ValueError(f'the figure is written as PNG: give a path ending in .png, got {path}')
     refuse_to_overwrite([path], overwrite)
-    rows = [(label, panels) for label, front_end in front_ends
-            for panels in decomposition_panels(front_end, images, mean, std)]
+    if image_labels is not None and len(image_labels) != images.shape[0]:
+        raise ValueError(f'image_labels: one label per image expected, got {len(image_labels)} for {images.shape[0]}')
+    rows = [(label if image_labels is None else '\n'.join(filter(None, (label, image_labels[i]))), panels)
+            for label, front_end in front_ends
+            for i, panels in enumerate(decomposition_panels(front_end, images, mean, std))]
     fig, axes = plt.subplots(
         len(rows), len(COLUMNS), squeeze=False,
         figsize=(len(COLUMNS) * PANEL_INCHES, len(rows) * PANEL_INCHES), dpi=FIGURE_DPI)

@@ -16,9 +16,13 @@ instead of returning random weights.
 
 timm's loader reports a missing, corrupt or foreign checkpoint with errors that
 name neither the file nor the model; :func:`explain_load_errors` and
-:func:`checkpoint_filter` turn those into errors that name both.
+:func:`checkpoint_filter` turn those into errors that name both. For
+``create_model('hf-hub:wae-timm/...')`` timm reads ``config.json`` before any
+code of this package runs, so ``import wae_timm`` wraps that one timm function
+(:func:`explain_missing_hub_configs`) for this organisation's repos only.
 """
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
@@ -34,15 +38,21 @@ from ..layers.autoencoder import WaveletLikeAutoEncoder, optional_part_keys
 from ..layers.checks import non_finite_keys, state_dict_mismatch
 
 __all__ = [
-    'HF_ORG', 'WEIGHTS_FILENAME', 'PretrainedTag',
+    'HF_ORG', 'WEIGHTS_FILENAME', 'SHIPPED_FOLDERS', 'PretrainedTag',
     'build_tags', 'pretrained_cfgs', 'WeightsSource', 'prepare_pretrained',
     'checkpoint_filter', 'explain_load_errors', 'drop_decoder',
     'NoPretrainedWeightsError', 'MissingWeightsError', 'CorruptWeightsError', 'CheckpointMismatchError',
+    'INSTALL_HINT', 'explain_missing_hub_configs',
 ]
 
 HF_ORG = 'wae-timm'
 WEIGHTS_FILENAME = 'model.safetensors'  # timm's HF_SAFE_WEIGHTS_NAME
 DECODER_PREFIX = 'wae.decode_'  # WAEWrapper keys of the WAE decoder
+# the end of every "weights not found" message: how to get them
+INSTALL_HINT = ("Online, check the repo id. Offline (HF_HUB_OFFLINE=1), install the exported folder into the "
+                "local Hugging Face cache first: `bash tools/setup.sh` does it for the folders shipped in the "
+                "repository's hub/, `wae-timm install-weights FOLDER` for any exported folder.")
+_HUB_ERRORS = (EntryNotFoundError, RepositoryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError)
 
 
 class NoPretrainedWeightsError(RuntimeError):
@@ -77,8 +87,9 @@ class PretrainedTag:
             classifiers (Fashion-MNIST) drop it, and their models build without one.
         cfg: entries of the pretrained cfg that differ from the model's default.
         training_command: how the weights were (or are to be) trained, for the model card.
-        results_rows: the rows of the ``results/`` files a model card shows (matched on their
-            ``key`` / ``model`` column): this checkpoint's row first, then the comparisons.
+        results_rows: rows of the ``results/`` files a model card shows for context (matched on their
+            ``key`` / ``model`` column): other checkpoints. The accuracy of the tag's own weights is bound
+            to their file (``results/pretrained_weights.csv``, see :mod:`wae_timm.publish.measurements`).
     """
     architecture: str
     tag: str
@@ -116,30 +127,33 @@ def _imagenet_tag(architecture: str) -> PretrainedTag:
                          '--device-modules wae_timm for stages 2 and 3')
 
 
-# Fashion-MNIST classifiers from the reproduction, published with tools/push_to_hub.py.
-# Inputs as wae_timm.data.FashionMNIST makes them: the 28x28 grey images zero-padded
-# to 32x32, repeated to 3 channels, normalised with the training split's pixel mean / std
+# Fashion-MNIST classifiers. Inputs as wae_timm.data.FashionMNIST makes them: the 28x28 grey images
+# zero-padded to 32x32, repeated to 3 channels, normalised with the training split's pixel mean / std
 # (fashion_mnist_stats(); tests check these constants against it).
 _FASHION_MNIST_CFG = dict(
     num_classes=10, input_size=(3, 32, 32), pool_size=(1, 1), crop_pct=1.0, interpolation='bilinear',
     mean=(0.28604,) * 3, std=(0.35302,) * 3, label_names=FASHION_MNIST_CLASSES)
-# add an architecture here when the reproduction publishes a checkpoint of it
+# add an architecture here when a checkpoint of it is shipped in hub/<architecture>.fmnist
 _FASHION_MNIST_ARCHITECTURES = ('wae_resnet18',)
+# where the repository keeps the exact folder that goes to the Hub (outside the package, not in the wheel)
+SHIPPED_FOLDERS = 'hub'
 
 
 def _fashion_mnist_tag(architecture: str) -> PretrainedTag:
+    name = f'{architecture}.fmnist'
     return PretrainedTag(
         architecture, 'fmnist', dataset='zalando-datasets/fashion_mnist',
-        status='trained by the Fashion-MNIST reproduction; published with tools/push_to_hub.py',
+        status=(f'shipped in the repository as {SHIPPED_FOLDERS}/{name} (loads offline after tools/setup.sh); '
+                f'to be uploaded to the Hub repo {HF_ORG}/{name} with `wae-timm push`'),
         has_weights=True, keeps_decoder=False, cfg=_FASHION_MNIST_CFG,
         training_command=(
-            '`python tools/reproduce_fashion_mnist.py` (the exact configuration of the run is in '
-            '`results/fashion_mnist.md`): stage 1 WAE, stage 2 with the WAE frozen, stage 3 joint with gamma = 0.001; '
-            'then `python tools/push_to_hub.py output/fashion_mnist/fashion_mnist_wae_stage3.safetensors '
-            f'{architecture}.fmnist --out hub/{architecture}.fmnist`'),
-        # rows of results/fashion_mnist_results.csv: the stage-3 WAE (this checkpoint), the
-        # backbone at full resolution and at half resolution
-        results_rows=('wae_stage3', 'backbone', 'resize'))
+            "The Fashion-MNIST grid's seed-0 run (`wae_timm/experiments/equal_cost.py`, "
+            '`results/fashion_mnist_grid*`): a fresh stage-1 WAE, stage 2 (classifier on the frozen WAE) for 5 '
+            'epochs, stage 3 (joint, gamma = 0.001) for 1 epoch, on the 60k training images; then '
+            f'`wae-timm push output/fashion_mnist_grid/seed0/wae_stage3.safetensors {name} '
+            f'--out {SHIPPED_FOLDERS}/{name} --dtype float16 --measure --dry-run`'),
+        # comparisons shown for context: rows of results/fashion_mnist_*.csv (other checkpoints)
+        results_rows=('backbone', 'resize', 'wae_stage3'))
 
 
 def build_tags(architectures: Sequence[str]) -> Dict[str, PretrainedTag]:
@@ -235,6 +249,27 @@ def drop_decoder(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tens
     return {k: v for k, v in state_dict.items() if not k.startswith(DECODER_PREFIX)}
 
 
+def _classes_mismatch(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> str:
+    """Which classifier of the checkpoint has another number of classes than its pretrained cfg declares ('' if none).
+
+    timm trusts the cfg: with the cfg's ``num_classes`` it loads the classifiers
+    strictly (a bare size-mismatch error), with any other it drops them and
+    loads the rest, so a checkpoint that contradicts its tag (3 classes for the
+    10-class ``fmnist`` tag) would pass silently as a "new head". The rule here
+    does not depend on the ``num_classes`` asked for: the file must hold what
+    its cfg says.
+    """
+    cfg = getattr(model, 'pretrained_cfg', {})
+    declared = cfg.get('num_classes')
+    if not declared:
+        return ''
+    for key in sorted(_classifier_keys(model)):
+        if key.endswith('.weight') and key in state_dict and state_dict[key].shape[0] != declared:
+            return (f'its classifier {key} has {state_dict[key].shape[0]} classes, the pretrained cfg '
+                    f'(tag {cfg.get("tag")!r}) declares num_classes={declared}')
+    return ''
+
+
 def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor], nn.Module], Dict[str, torch.Tensor]]:
     """A ``pretrained_filter_fn`` that refuses a checkpoint of another model, naming the file.
 
@@ -242,7 +277,9 @@ def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor
     foreign checkpoint would leave missing layers at random init silently. The
     WAE's optional parts (decoder, ``to_high``) follow the WAE's load rule (see
     :func:`wae_timm.layers.autoencoder.optional_part_keys`), and the classifiers may be
-    absent either side: timm itself drops them for ``num_classes=0``.
+    absent either side: timm itself drops them for ``num_classes=0``. A checkpoint
+    whose classifiers contradict the cfg's ``num_classes`` is refused whatever
+    ``num_classes`` the caller asks for (see :func:`_classes_mismatch`).
     """
     def check(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
         expected = model.state_dict()
@@ -251,7 +288,8 @@ def checkpoint_filter(source: WeightsSource) -> Callable[[Dict[str, torch.Tensor
             surplus, kept = optional_part_keys(wae, state_dict, prefix='wae.')
             state_dict = {k: v for k, v in state_dict.items() if k not in surplus}
             expected = {k: v for k, v in expected.items() if k not in kept}
-        problem = state_dict_mismatch(expected, state_dict, _adaptable_keys(model), _classifier_keys(model))
+        problem = (state_dict_mismatch(expected, state_dict, _adaptable_keys(model), _classifier_keys(model))
+                   or _classes_mismatch(state_dict, model))
         if problem:
             architecture = getattr(model, 'pretrained_cfg', {}).get('architecture', type(model).__name__)
             raise CheckpointMismatchError(f'{source.describe()} is not a checkpoint of this {architecture} model: {problem}')
@@ -271,12 +309,10 @@ def explain_load_errors(source: Optional[WeightsSource]) -> Iterator[None]:
         return
     try:
         yield
-    except (EntryNotFoundError, RepositoryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError) as err:
+    except _HUB_ERRORS as err:
         raise MissingWeightsError(
             f'pretrained weights of {source.name} not found: {source.describe()} is neither reachable on the Hub '
-            f'nor in the local Hugging Face cache ({type(err).__name__}). Online, check the repo id; offline '
-            '(HF_HUB_OFFLINE=1), put the files in the cache first, e.g. with '
-            'tools/push_to_hub.py --to-cache on a published folder.') from err
+            f'nor in the local Hugging Face cache ({type(err).__name__}). {INSTALL_HINT}') from err
     except SafetensorError as err:
         raise CorruptWeightsError(
             f'pretrained weights of {source.name}: {source.describe()} is not a readable safetensors file '
@@ -285,3 +321,46 @@ def explain_load_errors(source: Optional[WeightsSource]) -> Iterator[None]:
         if source.file and not str(err):  # timm raises a bare FileNotFoundError for a missing file
             raise MissingWeightsError(f'pretrained weights of {source.name}: {source.describe()} does not exist') from err
         raise
+
+
+def _explain_missing_hub_config(load_config: Callable[..., Any]) -> Callable[..., Any]:
+    """``load_config`` (timm's ``load_model_config_from_hf``) whose "not found" errors for this
+    organisation's repos name the repo, the file and the fix; other repos' errors are untouched."""
+    @functools.wraps(load_config)
+    def load(model_id: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return load_config(model_id, *args, **kwargs)
+        except _HUB_ERRORS as err:
+            repo_id = model_id.partition('@')[0]
+            if not repo_id.startswith(f'{HF_ORG}/'):
+                raise
+            raise MissingWeightsError(
+                f'hf-hub:{model_id}: config.json of Hub repo {repo_id} is neither reachable on the Hub nor in the '
+                f'local Hugging Face cache ({type(err).__name__}), so neither it nor {WEIGHTS_FILENAME} can be '
+                f'loaded. {INSTALL_HINT}') from err
+    load.wae_timm_explains_errors = True
+    return load
+
+
+def explain_missing_hub_configs() -> bool:
+    """Make ``create_model('hf-hub:wae-timm/...')`` name the missing repo and file; called by ``import wae_timm``.
+
+    timm's own message for a ``config.json`` missing offline names neither, and
+    timm reads it in ``create_model`` before any entrypoint of this package
+    runs, so the only place to intercept it is timm's (private)
+    ``timm.models._factory.load_model_config_from_hf``, wrapped once. Returns
+    ``False`` if a timm version no longer has it (its own message is then shown).
+    """
+    try:
+        from timm.models import _factory
+    except ImportError:
+        return False
+    original = getattr(_factory, 'load_model_config_from_hf', None)
+    if original is None:
+        return False
+    if not getattr(original, 'wae_timm_explains_errors', False):
+        _factory.load_model_config_from_hf = _explain_missing_hub_config(original)
+    return True
+
+
+explain_missing_hub_configs()

@@ -598,7 +598,7 @@ default_cfgs = generate_default_cfgs(pretrained_cfgs(PRETRAINED_TAGS, _base_cfg)
 
 
 def published_tags() -> List[PretrainedTag]:
-    """Tags with weights: each has a Hub repo and a model card in ``model_cards/``."""
+    """Tags with weights: each has a Hub repo, and a shipped folder ``hub/<model>.<tag>/`` with its card."""
     return [t for t in PRETRAINED_TAGS.values() if t.has_weights]
 
 

@@ -12,9 +12,11 @@ Pipeline (``wae-timm push`` is a thin shell over it)::
       --read_checkpoint--> state dict (EMA weights when present; no optimizer)
       --strip_training_state--> without the WAE decoder unless the tag keeps it
       --build_for_export--> a model of the tag, loaded strictly (a foreign checkpoint fails here)
-      --export_folder--> model.safetensors + config.json + README.md
+      --export_folder--> model.safetensors (fp32, or fp16 to halve the size) + config.json
+                         + README.md (the card; accuracy only if results/ measured this exact file)
       --upload_folder--> the Hub (create_repo + upload_folder)
-      --install_into_hf_cache--> or a local HF cache, for offline machines
+      --install_folder--> or a local HF cache, for offline machines (tools/setup.sh does this for
+                          the folders shipped in the repository's hub/)
 
 A published folder loads as it is with timm's own local source, no cache
 needed: ``timm.create_model('local-dir:<folder>', pretrained=True)``.
@@ -22,10 +24,12 @@ needed: ``timm.create_model('local-dir:<folder>', pretrained=True)``.
 (the tag ``wae_resnet18.fmnist`` with ``pretrained=True``, ``hf-hub:`` ids,
 ``torch.hub.load``): offline, huggingface_hub finds them in its cache only.
 """
+import copy
 import hashlib
+import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import timm
 import torch
@@ -33,23 +37,29 @@ import torch.nn as nn
 from huggingface_hub import HfApi, constants
 from huggingface_hub.file_download import repo_folder_name
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 from timm import __version__ as timm_version
 from timm.models import load_state_dict, save_for_hf
 
 from ..layers.checks import non_finite_keys, state_dict_mismatch
-from ..models.pretrained import PretrainedTag, drop_decoder
+from ..files import PathLike, atomic_write
+from ..models.pretrained import WEIGHTS_FILENAME, PretrainedTag, drop_decoder
 from ..models.wae import PRETRAINED_TAGS
+from .measurements import MEASURABLE_DATASETS, find_results_dir, measure_weights, record_measurements, \
+    sha256_of_file
 from .model_card import render_model_card
-from ..files import PathLike
 
 __all__ = [
     'read_checkpoint', 'strip_training_state', 'build_for_export', 'export_folder', 'export_checkpoint',
     'upload_folder', 'install_into_hf_cache', 'find_tag', 'TRAINING_ONLY_ARGS', 'architecture_args',
-    'EXPORTED_FILES',
+    'EXPORTED_FILES', 'EXPORT_DTYPES', 'read_exported_folder', 'install_folder',
 ]
 
 # what export_folder writes, and all that upload_folder sends (never other files a user keeps in the folder)
 EXPORTED_FILES = ('model.safetensors', 'config.json', 'README.md')
+
+# --dtype of `wae-timm push`: the floating-point type model.safetensors stores (loading casts back to the model's)
+EXPORT_DTYPES: Dict[str, torch.dtype] = {'float32': torch.float32, 'float16': torch.float16}
 
 # model arguments that only matter while training (or name a file on the machine that trained): a published
 # config.json must not hold them, or loading it elsewhere would look for that file / train-time settings
@@ -145,17 +155,37 @@ def _check_writable_folder(folder: Path, overwrite: bool) -> None:
 def export_folder(
         model: nn.Module,
         folder: PathLike,
-        model_card: str,
+        tag: PretrainedTag,
+        results_dir: Optional[PathLike] = None,
+        dtype: torch.dtype = torch.float32,
         overwrite: bool = False,
+        measure: bool = False,
 ) -> Path:
-    """Write ``model.safetensors``, ``config.json`` (timm's ``save_for_hf``) and ``README.md`` into ``folder``.
+    """Write ``model.safetensors`` in ``dtype``, ``config.json`` (timm's ``save_for_hf``) and ``README.md``.
 
-    Refuses a non-empty ``folder`` unless ``overwrite``.
+    With ``measure``, the written weights are first scored on the tag's test
+    split through timm's loader and the rows (with the file's sha256) recorded
+    in ``results_dir`` (:mod:`wae_timm.publish.measurements`). The card is
+    rendered last, for the weights' sha256: it quotes accuracy only from a row
+    that measured this exact file. Refuses a non-empty ``folder`` unless
+    ``overwrite``. ``model`` itself is not changed.
     """
     folder = Path(folder)
     _check_writable_folder(folder, overwrite)
-    save_for_hf(model, folder, safe_serialization=True)
-    (folder / 'README.md').write_text(model_card, encoding='utf-8')
+    if dtype not in EXPORT_DTYPES.values():
+        raise ValueError(f'dtype must be one of {sorted(EXPORT_DTYPES)}, got {dtype}')
+    if measure:
+        results_dir = find_results_dir(results_dir)
+        if results_dir is None:
+            raise FileNotFoundError('no results/ folder to record the measurement in: pass --results-dir')
+        if tag.dataset not in MEASURABLE_DATASETS:
+            raise ValueError(f'{tag.name} is trained on {tag.dataset}; only {MEASURABLE_DATASETS} can be measured here')
+    exported = copy.deepcopy(model).to(dtype) if dtype != torch.float32 else model
+    save_for_hf(exported, folder, safe_serialization=True)
+    if measure:
+        record_measurements(results_dir, measure_weights(tag, folder / WEIGHTS_FILENAME))
+    card = render_model_card(tag, results_dir, weights_sha256=sha256_of_file(folder / WEIGHTS_FILENAME))
+    atomic_write(folder / 'README.md', lambda tmp: Path(tmp).write_text(card, encoding='utf-8'))
     return folder
 
 
@@ -166,14 +196,17 @@ def export_checkpoint(
         model_kwargs: Optional[Mapping[str, Any]] = None,
         use_ema: bool = True,
         overwrite: bool = False,
-        results_dir: PathLike = 'results',
+        results_dir: Optional[PathLike] = None,
+        dtype: torch.dtype = torch.float32,
+        measure: bool = False,
 ) -> Path:
-    """``checkpoint`` -> the published folder of ``tag_name`` (weights, config, model card)."""
+    """``checkpoint`` -> the published folder of ``tag_name`` (weights in ``dtype``, config, model card);
+    ``measure``: score the written weights first (see :func:`export_folder`)."""
     tag = find_tag(tag_name)
     folder = Path(folder)
     _check_writable_folder(folder, overwrite)  # before the slow part
     model = build_for_export(tag, read_checkpoint(checkpoint, use_ema), model_kwargs)
-    return export_folder(model, folder, render_model_card(tag, results_dir), overwrite=overwrite)
+    return export_folder(model, folder, tag, results_dir, dtype=dtype, overwrite=overwrite, measure=measure)
 
 
 def upload_folder(
@@ -201,12 +234,61 @@ def upload_folder(
         allow_patterns=list(EXPORTED_FILES))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open('rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+def read_exported_folder(folder: PathLike) -> Tuple[PretrainedTag, Dict[str, torch.Tensor]]:
+    """Check that ``folder`` is an exported folder of a registered tag; returns the tag and the weights.
+
+    Validates everything an install needs before anything is written:
+    ``config.json`` names a registered ``<architecture>.<tag>``, and
+    ``model.safetensors`` is a readable safetensors file of that model with
+    finite values. Raises ``FileNotFoundError`` / ``ValueError`` naming the file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f'{folder} is not a folder (expected an exported model folder such as '
+                                'hub/wae_resnet18.fmnist)')
+    config_path, weights_path = folder / 'config.json', folder / WEIGHTS_FILENAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f'{path} does not exist: {folder} is not an exported model folder '
+                                    f'(expected {list(EXPORTED_FILES)}, written by `wae-timm push`)')
+    try:
+        config = json.loads(config_path.read_text(encoding='utf-8'))
+        name = f"{config['architecture']}.{config['pretrained_cfg']['tag']}"
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f'{config_path} is not a timm config.json with architecture and pretrained_cfg.tag '
+                         f'({type(err).__name__}: {err})') from err
+    if name not in PRETRAINED_TAGS:
+        raise ValueError(f'{config_path} names {name!r}, which is not a registered tag: {sorted(PRETRAINED_TAGS)}')
+    tag = PRETRAINED_TAGS[name]
+    try:
+        weights = load_file(weights_path)
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f'{weights_path} is not a readable safetensors file: {err}') from err
+    expected = timm.create_model(tag.name, with_decoder=tag.keeps_decoder).state_dict()
+    problem = state_dict_mismatch(expected, weights)
+    if problem:
+        raise ValueError(f'{weights_path} is not a checkpoint of {tag.name}: {problem}')
+    broken = non_finite_keys(weights)
+    if broken:
+        raise ValueError(f'{weights_path} holds NaN/Inf values in {len(broken)} tensors {broken[:3]}')
+    return tag, weights
+
+
+def install_folder(folder: PathLike, cache_dir: Optional[PathLike] = None,
+                   repo_id: Optional[str] = None) -> Tuple[Path, bool]:
+    """Validate an exported folder (:func:`read_exported_folder`) and install it into the HF cache.
+
+    ``repo_id`` defaults to the tag's Hub repo. The folder is only read. Returns
+    the snapshot folder and whether anything was written (``False``: it was
+    already installed, byte for byte). ``tools/setup.sh`` and ``wae-timm push
+    --to-cache`` both go through here.
+    """
+    tag, _ = read_exported_folder(folder)
+    return install_into_hf_cache(folder, repo_id or tag.hf_hub_id, cache_dir)
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(source.read_bytes()))
 
 
 def install_into_hf_cache(
@@ -214,42 +296,55 @@ def install_into_hf_cache(
         repo_id: str,
         cache_dir: Optional[PathLike] = None,
         files: Iterable[str] = EXPORTED_FILES,
-) -> Path:
+) -> Tuple[Path, bool]:
     """Put an exported folder into a Hugging Face cache as if ``repo_id`` had been downloaded.
 
     Needed only where a Hub name must resolve offline (a tag such as
-    ``wae_resnet18.fmnist`` with ``pretrained=True``, ``hf-hub:<repo_id>``):
-    huggingface_hub has no public call that adds local files to its cache. To
-    load the folder itself, ``timm.create_model('local-dir:<folder>',
-    pretrained=True)`` reads it directly.
+    ``wae_resnet18.fmnist`` with ``pretrained=True``, ``hf-hub:<repo_id>``,
+    ``torch.hub.load``): huggingface_hub has no public call that adds local
+    files to its cache. To load the folder itself, ``timm.create_model(
+    'local-dir:<folder>', pretrained=True)`` reads it directly. This writes the
+    layout only; :func:`install_folder` validates the folder first.
 
     Uses huggingface_hub's layout (``models--org--name/blobs/<sha256>``,
     ``snapshots/<commit>/<file>`` linking to the blob, ``refs/main``), so that
     with ``HF_HUB_OFFLINE=1`` timm's ``pretrained=True`` and ``hf-hub:`` load
-    from it. The commit id is derived from the files' hashes. Returns the
-    snapshot folder. ``cache_dir`` defaults to huggingface_hub's (``HF_HUB_CACHE``).
+    from it. The commit id is derived from the files' hashes, so installing the
+    same folder again writes nothing; blobs are written atomically and an
+    existing blob whose bytes do not match its name is replaced. ``folder`` is
+    only read. Returns the snapshot folder and whether anything was written.
+    ``cache_dir`` defaults to huggingface_hub's (``HF_HUB_CACHE``).
     """
     folder = Path(folder)
     files = [f for f in files if (folder / f).is_file()]
     if 'model.safetensors' not in files or 'config.json' not in files:
         raise FileNotFoundError(f'{folder} is not an exported model folder (needs model.safetensors and config.json)')
     repo_dir = Path(cache_dir or constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type='model')
-    hashes = {f: _sha256(folder / f) for f in files}
+    hashes = {f: sha256_of_file(folder / f) for f in files}
     commit = hashlib.sha1(''.join(f'{f}:{h};' for f, h in sorted(hashes.items())).encode()).hexdigest()
     snapshot = repo_dir / 'snapshots' / commit
-    (repo_dir / 'blobs').mkdir(parents=True, exist_ok=True)
-    snapshot.mkdir(parents=True, exist_ok=True)
+    changed = False
     for name, digest in hashes.items():
         blob = repo_dir / 'blobs' / digest
-        if not blob.exists():
-            blob.write_bytes((folder / name).read_bytes())
+        if not blob.is_file() or sha256_of_file(blob) != digest:
+            _copy_atomically(folder / name, blob)
+            changed = True
         link = snapshot / name
+        target = os.path.relpath(blob, snapshot)
+        if link.is_symlink() and os.readlink(link) == target:
+            continue
+        if not link.is_symlink() and link.is_file() and sha256_of_file(link) == digest:
+            continue  # a copy made where symlinks are not available
+        snapshot.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
             link.unlink()
         try:
-            link.symlink_to(os.path.relpath(blob, snapshot))
+            link.symlink_to(target)
         except OSError:  # no symlinks (Windows without developer mode): huggingface_hub copies too
-            link.write_bytes(blob.read_bytes())
-    (repo_dir / 'refs').mkdir(exist_ok=True)
-    (repo_dir / 'refs' / 'main').write_text(commit)
-    return snapshot
+            _copy_atomically(blob, link)
+        changed = True
+    ref = repo_dir / 'refs' / 'main'
+    if not ref.is_file() or ref.read_text().strip() != commit:
+        atomic_write(ref, lambda tmp: Path(tmp).write_text(commit))
+        changed = True
+    return snapshot, changed

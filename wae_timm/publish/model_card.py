@@ -2,17 +2,22 @@
 
 Every number in a card is computed here or read from a ``results/`` file,
 never typed: parameters and fvcore GFLOPs are counted on the model itself,
-speed and accuracy are the rows of the ``results/*.csv`` files written by the
-benchmark and training tools that name the model. A file that does not exist
-yet gives "not measured yet". After new results are merged, one command
-brings every card up to date::
+speed and comparisons are the rows of the ``results/*.csv`` files written by the
+benchmark and training tools that name the model. The accuracy of the weights
+themselves (and the ``model-index``) is shown only from a row of
+``results/pretrained_weights.csv`` recording the sha256 of the exported
+``model.safetensors`` (:mod:`wae_timm.publish.measurements`); any other file
+gets "not measured" and a warning. A file that does not exist yet gives "not
+measured yet". After new results are merged, one command brings the card of
+every shipped folder (``hub/<model>.<tag>/README.md``) up to date::
 
-    python tools/make_model_cards.py            # rewrites model_cards/<model>.<tag>.md
+    python tools/make_model_cards.py            # rewrites hub/<model>.<tag>/README.md
     python tools/make_model_cards.py --check    # fails if a card is stale
 """
 import csv
+import warnings
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import timm
 import torch.nn as nn
@@ -21,8 +26,17 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..experiments.flops import count_flops, parameter_count
 from ..experiments.tables import markdown_table
 from ..models.pretrained import PretrainedTag
+from .measurements import MEASUREMENTS_FILE, find_measurement, find_results_dir, read_measurements
 
-__all__ = ['render_model_card', 'write_model_cards', 'result_rows', 'ACCURACY_RESULTS', 'SPEED_RESULTS']
+__all__ = ['render_model_card', 'result_rows', 'ACCURACY_RESULTS', 'SPEED_RESULTS', 'INSTALL_LINE',
+           'NotMeasuredWarning']
+
+# the first line of a card's usage: the package that registers the wae_* models with timm
+INSTALL_LINE = 'pip install wae-timm  # the package of this repository; from a checkout: pip install .'
+
+
+class NotMeasuredWarning(UserWarning):
+    """A card is written for weights whose accuracy no results row records: it shows no numbers."""
 
 PathLike = Union[str, Path]
 
@@ -51,9 +65,11 @@ _METHOD = (
     'one the concatenated low and high features (s_c); the logits are (s_L + s_c) / 2.')
 
 
-def result_rows(results_dir: PathLike, patterns: Sequence[str], names: Sequence[str]) -> List[Tuple[Path, List[Dict[str, str]]]]:
+def result_rows(results_dir: Optional[PathLike], patterns: Sequence[str], names: Sequence[str]) -> List[Tuple[Path, List[Dict[str, str]]]]:
     """For each ``results_dir`` CSV matching ``patterns``: its rows whose model column is one of ``names``."""
     found = []
+    if results_dir is None:
+        return found
     files = sorted({p for pattern in patterns for p in Path(results_dir).glob(pattern)})
     for path in files:
         with path.open(newline='') as f:
@@ -76,7 +92,7 @@ def _table(rows: List[Dict[str, str]]) -> str:
     return markdown_table(keys, [[_cell(str(r.get(k, ''))) for k in keys] for r in rows])
 
 
-def _latency_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag) -> str:
+def _latency_section(results_dir: Optional[PathLike], patterns: Sequence[str], tag: PretrainedTag) -> str:
     """CPU latency of each results row next to the row keyed 'backbone', when the accuracy files measured it."""
     for path, rows in result_rows(results_dir, patterns, tuple(tag.results_rows)):
         timed = {r['key']: float(r['latency_ms']) for r in rows if r.get('key') and r.get('latency_ms')}
@@ -89,7 +105,7 @@ def _latency_section(results_dir: PathLike, patterns: Sequence[str], tag: Pretra
     return ''
 
 
-def _results_section(results_dir: PathLike, patterns: Sequence[str], tag: PretrainedTag, what: str) -> str:
+def _results_section(results_dir: Optional[PathLike], patterns: Sequence[str], tag: PretrainedTag, what: str) -> str:
     found = result_rows(results_dir, patterns, (tag.name, tag.architecture) + tuple(tag.results_rows))
     if not found:
         wanted = ', '.join(f'results/{p}' for p in patterns)
@@ -110,33 +126,44 @@ def _size_section(tag: PretrainedTag, model: nn.Module) -> str:
         '(fvcore counts one multiply-add as one FLOP).\n')
 
 
-def _eval_results(tag: PretrainedTag, results_dir: PathLike) -> List[EvalResult]:
-    """Top-1 / top-5 of this checkpoint's row (``tag.results_rows[0]``) on the clean test split, for the model-index.
-
-    The first row of the tag's accuracy files keyed by that row and without a
-    noise variance gives the numbers; none (no row, or no results file yet)
-    gives no model-index.
-    """
-    if not tag.results_rows:
+def _eval_results(tag: PretrainedTag, measured: Optional[Dict[str, str]]) -> List[EvalResult]:
+    """Top-1 / top-5 of the measurement of these exact weights (the whole test split), for the model-index."""
+    if measured is None:
         return []
-    for _, rows in result_rows(results_dir, ACCURACY_RESULTS.get(tag.dataset, ()), tag.results_rows[:1]):
-        for row in rows:
-            if row.get('key') != tag.results_rows[0] or row.get('variance') or not row.get('top1'):
-                continue
-            common = dict(task_type='image-classification', dataset_type=tag.dataset, dataset_name=tag.dataset,
-                          dataset_split='test')
-            results = [EvalResult(metric_type='accuracy', metric_name='Top-1 accuracy',
-                                  metric_value=float(row['top1']), **common)]
-            if row.get('top5'):
-                results.append(EvalResult(metric_type='top_5_accuracy', metric_name='Top-5 accuracy',
-                                          metric_value=float(row['top5']), **common))
-            return results
-    return []
+    common = dict(task_type='image-classification', dataset_type=tag.dataset, dataset_name=tag.dataset,
+                  dataset_split=measured['split'])
+    return [EvalResult(metric_type='accuracy', metric_name='Top-1 accuracy',
+                       metric_value=round(float(measured['top1']), 2), **common),
+            EvalResult(metric_type='top_5_accuracy', metric_name='Top-5 accuracy',
+                       metric_value=round(float(measured['top5']), 2), **common)]
 
 
-def _card_data(tag: PretrainedTag, results_dir: PathLike) -> ModelCardData:
+def _measured_section(tag: PretrainedTag, results_dir: Optional[Path], weights_sha256: Optional[str],
+                      measured: Optional[Dict[str, str]]) -> str:
+    """The accuracy of these weights, from the rows that recorded their sha256; else a loud "not measured"."""
+    where = f'results/{MEASUREMENTS_FILE}'
+    if measured is None:
+        if weights_sha256 is None:
+            why = 'the card was rendered without the weights file'
+        elif results_dir is None:
+            why = 'no results/ folder was found when the card was written'
+        else:
+            why = f'no row of {where} records the sha256 of this model.safetensors ({weights_sha256})'
+        return (f'**Accuracy of these weights: not measured.** {why}; numbers measured on other weights are '
+                'not shown. Export with `wae-timm push ... --measure` to measure and record them.\n')
+    rows = [r for r in read_measurements(results_dir)
+            if r['tag'] == tag.name and r['weights_sha256'] == weights_sha256]
+    table = markdown_table(
+        ('test images', 'top-1 (%)', 'top-5 (%)'),
+        [[r['images'], f'{float(r["top1"]):.2f}', f'{float(r["top5"]):.2f}'] for r in rows])
+    return (f'From `{where}`, measured on exactly this `model.safetensors` (sha256 `{weights_sha256}`), '
+            f'loaded by `timm.create_model(\'{tag.name}\', pretrained=True)`; batch {rows[0]["batch_size"]}, '
+            f'the first N images of the {tag.dataset} {rows[0]["split"]} split:\n\n{table}\n')
+
+
+def _card_data(tag: PretrainedTag, measured: Optional[Dict[str, str]]) -> ModelCardData:
     """The card's YAML metadata: Hub tags, library, license, dataset and, when measured, the model-index."""
-    eval_results = _eval_results(tag, results_dir)
+    eval_results = _eval_results(tag, measured)
     return ModelCardData(
         tags=['image-classification', 'timm', 'wae', 'wavelet-like-autoencoder'],
         library_name='timm',
@@ -149,13 +176,23 @@ def _card_data(tag: PretrainedTag, results_dir: PathLike) -> ModelCardData:
     )
 
 
-def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> str:
-    """The model card (``README.md``) of ``tag``, with every number computed or read from ``results_dir``.
+def render_model_card(tag: PretrainedTag, results_dir: Optional[PathLike] = None,
+                      weights_sha256: Optional[str] = None) -> str:
+    """The model card (``README.md``) of ``tag``'s weights whose file has sha256 ``weights_sha256``.
 
-    The YAML metadata is written by huggingface_hub's ``ModelCardData``; the
-    accuracy of this checkpoint's results row, when measured, also goes into
-    its ``model-index`` (``EvalResult``).
+    Every number is computed or read from ``results_dir`` (default: see
+    :func:`wae_timm.publish.measurements.find_results_dir`). The accuracy of the
+    weights, and the ``model-index`` (huggingface_hub ``EvalResult``), come only
+    from a measurement of that exact file; without one the card says "not
+    measured" and a :class:`NotMeasuredWarning` is issued.
     """
+    results = find_results_dir(results_dir)
+    measured = find_measurement(results, tag.name, weights_sha256) if weights_sha256 else None
+    if measured is None:
+        warnings.warn(
+            f'model card of {tag.name}: the accuracy of these weights (sha256 {weights_sha256}) is NOT MEASURED '
+            f'(no row in {results / MEASUREMENTS_FILE if results else "results/ (not found)"}); '
+            'the card shows no accuracy and no model-index', NotMeasuredWarning, stacklevel=2)
     model = timm.create_model(tag.name, with_decoder=False)
     cfg, backbone = model.pretrained_cfg, model.backbone_name
     c, h, w = cfg['input_size']
@@ -163,7 +200,8 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
                if tag.keeps_decoder else
                'has no WAE decoder (inference only; the model builds without one)')
     usage = (
-        '```python\nimport timm\nimport torch\nimport wae_timm  # registers the wae_* models with timm\n\n'
+        f'```bash\n{INSTALL_LINE}\n```\n\n'
+        '```python\nimport wae_timm  # registers the wae_* models with timm\nimport timm\nimport torch\n\n'
         f"model = timm.create_model('{tag.name}', pretrained=True).eval()\n"
         f"# or: timm.create_model('hf-hub:{tag.hf_hub_id}', pretrained=True)\n"
         'config = timm.data.resolve_data_config({}, model=model)\n'
@@ -174,6 +212,12 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
         'Offline: with `HF_HUB_OFFLINE=1` the files are read from the Hugging Face cache; a folder holding '
         "`model.safetensors` and `config.json` loads as it is with "
         "`timm.create_model('local-dir:/path/to/folder', pretrained=True)`.\n")
+    patterns = ACCURACY_RESULTS.get(tag.dataset, ())
+    comparisons = ''
+    if tag.results_rows and measured is not None:  # context for a measurement, never in place of one
+        comparisons = ('\nFor context, other checkpoints (not these weights) of the same architecture family '
+                       'and data, from the Fashion-MNIST reproduction:\n\n'
+                       + _results_section(results, patterns, tag, 'Comparisons'))
     sections = [
         f'# Model card for {tag.name}\n',
         _METHOD.format(backbone=backbone) + '\n',
@@ -190,13 +234,9 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
         '## Usage\n',
         usage,
         '## Accuracy\n',
-        f'Measured on the {tag.dataset} test split' + (
-            f'; this checkpoint is row `{tag.results_rows[0]}`, the other rows are the comparisons.\n'
-            if tag.results_rows else '.\n'),
-        _results_section(results_dir, ACCURACY_RESULTS.get(tag.dataset, ()), tag, 'Accuracy'),
+        _measured_section(tag, results, weights_sha256, measured) + comparisons,
         '## Measured speed\n',
-        _latency_section(results_dir, ACCURACY_RESULTS.get(tag.dataset, ()), tag)
-        or _results_section(results_dir, SPEED_RESULTS, tag, 'Speed-up'),
+        _latency_section(results, patterns, tag) or _results_section(results, SPEED_RESULTS, tag, 'Speed-up'),
         '## Training\n',
         f'{tag.training_command}\n',
         '## Limitations\n',
@@ -207,18 +247,5 @@ def render_model_card(tag: PretrainedTag, results_dir: PathLike = 'results') -> 
         '## Citation\n',
         f'```bibtex\n{CITATION}\n```\n',
     ]
-    card = ModelCard(f'---\n{_card_data(tag, results_dir).to_yaml()}\n---\n' + '\n'.join(sections))
+    card = ModelCard(f'---\n{_card_data(tag, measured).to_yaml()}\n---\n' + '\n'.join(sections))
     return str(card)
-
-
-def write_model_cards(tags: Sequence[PretrainedTag], out_dir: PathLike = 'model_cards',
-                      results_dir: PathLike = 'results') -> List[Path]:
-    """Write ``out_dir/<model>.<tag>.md`` for each tag; returns the paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for tag in tags:
-        path = out_dir / f'{tag.name}.md'
-        path.write_text(render_model_card(tag, results_dir), encoding='utf-8')
-        paths.append(path)
-    return paths
