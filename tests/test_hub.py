@@ -272,9 +272,10 @@ def test_card_accuracy_is_bound_to_the_weights_sha256(tmp_path):
     from wae_timm.publish.measurements import record_measurements
     from wae_timm.publish.model_card import NotMeasuredWarning, render_model_card
     tag = find_tag(TAG)
-    (tmp_path / 'fashion_mnist_results.csv').write_text(
-        'key,label,top1,top5,loss\nwae_stage3,"WAE, ours",87.65,99.79,0.123456789\n'
-        'backbone,backbone @32,92.05,99.9,0.2\nwavelet,x,1,2,0.3\n')
+    (tmp_path / 'fashion_mnist_cost.csv').write_text(
+        'key,label,params_m,gflops,latency_ms,load_average\nwae_stage3,"WAE, ours",11.9,0.0221,21.5,0.123456789\n'
+        'backbone_32,backbone @32,11.2,0.0372,30.5,0.2\nwavelet,x,1,2,0.3,0.4\n')
+    (tmp_path / 'fashion_mnist_seeds.csv').write_text('key,label,seed,top1\nbackbone_32,backbone @32,0,92.05\n')
     (tmp_path / 'benchmark_cpu.csv').write_text('model,backbone,input,median ms\nwae_resnet18,resnet18,224,12.5\n')
     record_measurements(tmp_path, [_measurement('a' * 64, 91.37), _measurement('a' * 64, 90.1, images=1000)])
 
@@ -283,15 +284,17 @@ def test_card_accuracy_is_bound_to_the_weights_sha256(tmp_path):
     results = ModelCard(card).data.eval_results
     metrics = {(r.metric_type, r.metric_value, r.dataset_type, r.dataset_split) for r in results}
     assert metrics == {('accuracy', 91.37, tag.dataset, 'test'), ('top_5_accuracy', 99.81, tag.dataset, 'test')}
-    # comparisons for context: only the columns a reader needs, only the rows the tag names
-    assert '| backbone @32 | 92.05 | 99.9 |' in card and '0.123456789' not in card and '| x |' not in card
-    assert 'From `results/benchmark_cpu.csv`' in card and '| wae_resnet18 | resnet18 | 224 | 12.5 |' in card
+    # cost for context: only the columns a reader needs, only the rows the tag names; no other weights' accuracy
+    assert '| backbone @32 | 0.0372 | 30.5 |' in card and '0.123456789' not in card and '| x |' not in card
+    assert '92.05' not in card and '| wae_stage3 | 21.5 | 1.42x |' in card
+    # the measured speed comes from the same side-by-side cost run, against the backbone at 32
+    assert 'speed-up over backbone_32' in card
 
     with pytest.warns(NotMeasuredWarning, match=r'NOT MEASURED'):
         other = render_model_card(tag, tmp_path, weights_sha256='b' * 64)
     assert '**Accuracy of these weights: not measured.**' in other and 'b' * 64 in other
     assert ModelCard(other).data.eval_results is None
-    for number in ('91.37', '87.65', '92.05'):  # neither this tag's other file nor the comparisons
+    for number in ('91.37', '92.05'):  # no accuracy of this tag's other file or of other weights (cost may stay)
         assert number not in other
 
 

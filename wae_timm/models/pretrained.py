@@ -148,12 +148,12 @@ def _fashion_mnist_tag(architecture: str) -> PretrainedTag:
         has_weights=True, keeps_decoder=False, cfg=_FASHION_MNIST_CFG,
         training_command=(
             "The Fashion-MNIST grid's seed-0 run (`wae_timm/experiments/equal_cost.py`, "
-            '`results/fashion_mnist_grid*`): a fresh stage-1 WAE, stage 2 (classifier on the frozen WAE) for 5 '
+            '`results/fashion_mnist_seeds.md`): a fresh stage-1 WAE, stage 2 (classifier on the frozen WAE) for 5 '
             'epochs, stage 3 (joint, gamma = 0.001) for 1 epoch, on the 60k training images; then '
             f'`wae-timm push output/fashion_mnist_grid/seed0/wae_stage3.safetensors {name} '
             f'--out {SHIPPED_FOLDERS}/{name} --dtype float16 --measure --dry-run`'),
-        # comparisons shown for context: rows of results/fashion_mnist_*.csv (other checkpoints)
-        results_rows=('backbone', 'resize', 'wae_stage3'))
+        # cost shown for context (results/fashion_mnist_cost.csv): the speed-up reference first
+        results_rows=('backbone_32', 'backbone_16', 'wae_stage3'))
 
 
 def build_tags(architectures: Sequence[str]) -> Dict[str, PretrainedTag]:
