@@ -20,9 +20,12 @@ def test_pretrained_file_with_nan_is_refused(tmp_path):
     state = timm.create_model('wae_resnet18', num_classes=3).state_dict()
     save_file(_with_nan(state, 'low.layer1.0.conv1.weight'), str(path))
     with pytest.raises(CorruptWeightsError, match=rf'{path}.*NaN/Inf values in 1 tensors.*low.layer1.0.conv1.weight'):
-        timm.create_model('wae_resnet18', num_classes=3, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+        timm.create_model('wae_resnet18', num_classes=3, pretrained=True,
+                          pretrained_cfg_overlay=dict(file=str(path), num_classes=3))
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))  # the same file without the NaN loads
-    timm.create_model('wae_resnet18', num_classes=3, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    loaded = timm.create_model('wae_resnet18', num_classes=3, pretrained=True,
+                               pretrained_cfg_overlay=dict(file=str(path), num_classes=3))
+    assert torch.equal(loaded.head_fusion.fc.weight, state['head_fusion.fc.weight'])
 
 
 def test_wae_weights_with_inf_are_refused(tmp_path):

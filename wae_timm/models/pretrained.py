@@ -266,7 +266,9 @@ def _classes_mismatch(state_dict: Mapping[str, torch.Tensor], model: nn.Module) 
     for key in sorted(_classifier_keys(model)):
         if key.endswith('.weight') and key in state_dict and state_dict[key].shape[0] != declared:
             return (f'its classifier {key} has {state_dict[key].shape[0]} classes, the pretrained cfg '
-                    f'(tag {cfg.get("tag")!r}) declares num_classes={declared}')
+                    f'(tag {cfg.get("tag")!r}) declares num_classes={declared}; for a file of your own with '
+                    f'{state_dict[key].shape[0]} classes, say so: pretrained_cfg_overlay=dict(file=..., '
+                    f'num_classes={state_dict[key].shape[0]})')
     return ''
 
 
