@@ -39,6 +39,7 @@ __all__ = [
 
 _OPTIMIZERS = ('sgd', 'adam')
 _SCHEDULES = ('step', 'cosine', 'constant')
+_DECODER_PREFIXES = ('decode_low.', 'decode_high.')
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ class Stage1Recipe:
         decay_epochs, decay_rate: the step schedule.
         min_lr: the end of the cosine schedule.
         energy_weight: lambda of ``L_t``.
+        low_band_weight: ``mu`` of an extra term ``mu ||I - D_L(I_L)||^2`` (0: the paper's loss;
+            see :func:`~wae_timm.train.losses.autoencoder_loss`).
+        decoder_weight_decay: an L2 penalty on the decoder's parameters only, added to
+            ``weight_decay`` (0: none); it limits the gain ``D_H`` can apply to a shrunken ``I_H``.
         source: where the numbers come from.
     """
     optimizer: str
@@ -70,6 +75,8 @@ class Stage1Recipe:
     decay_rate: float = 0.1
     min_lr: float = 0.
     energy_weight: float = 1.0
+    low_band_weight: float = 0.
+    decoder_weight_decay: float = 0.
     source: str = ''
 
     def __post_init__(self) -> None:
@@ -82,6 +89,9 @@ class Stage1Recipe:
         if self.lr <= 0 or self.epochs < 0 or self.batch_size < 1:
             raise ValueError(f'a recipe needs lr > 0, epochs >= 0 and batch_size >= 1, got lr {self.lr}, '
                              f'epochs {self.epochs}, batch_size {self.batch_size}')
+        if self.low_band_weight < 0 or self.decoder_weight_decay < 0 or self.weight_decay < 0:
+            raise ValueError('low_band_weight, decoder_weight_decay and weight_decay must be >= 0, got '
+                             f'{self.low_band_weight}, {self.decoder_weight_decay}, {self.weight_decay}')
         object.__setattr__(self, 'decay_epochs', tuple(self.decay_epochs))
 
 
@@ -117,11 +127,16 @@ def create_autoencoder_optimizer(wae: nn.Module, recipe: Union[str, Stage1Recipe
     Returns ``(optimizer, scheduler)``; the scheduler is None for a constant learning rate.
     """
     recipe = resolve_stage1_recipe(recipe)
+    params = list(wae.named_parameters())
+    groups = [{'params': [p for n, p in params if not n.startswith(_DECODER_PREFIXES)],
+               'weight_decay': recipe.weight_decay},
+              {'params': [p for n, p in params if n.startswith(_DECODER_PREFIXES)],
+               'weight_decay': recipe.weight_decay + recipe.decoder_weight_decay}]
+    groups = [g for g in groups if g['params']]
     if recipe.optimizer == 'sgd':
-        optimizer = torch.optim.SGD(
-            wae.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        optimizer = torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum)
     else:
-        optimizer = torch.optim.Adam(wae.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        optimizer = torch.optim.Adam(groups, lr=recipe.lr)
     if recipe.schedule == 'step':
         scheduler = MultiStepLRScheduler(optimizer, decay_t=list(recipe.decay_epochs), decay_rate=recipe.decay_rate)
     elif recipe.schedule == 'cosine':
@@ -171,7 +186,8 @@ def train_autoencoder(
         checkpointer = Checkpointer(checkpoint_dir, inner, optimizer, scheduler, checkpoint_every, config)
 
     def loss_fn(model, x, y):
-        return autoencoder_loss(model, x, y, energy_weight=recipe.energy_weight)
+        return autoencoder_loss(model, x, y, energy_weight=recipe.energy_weight,
+                                low_band_weight=recipe.low_band_weight)
 
     return fit(wae, loader, optimizer, epochs=recipe.epochs, loss_fn=loss_fn, lr_scheduler=scheduler,
                checkpointer=checkpointer, resume=resume, device=device, max_updates=max_updates,
