@@ -20,6 +20,7 @@ from wae_timm.data.photographs import PHOTOGRAPH_SOURCES, find_all_photographs, 
 from wae_timm.experiments.shipped_wae import STARTS, history_summary, ship_weights, shipped_paths, \
     shipped_provenance, train_on_photographs
 from wae_timm.files import refuse_to_overwrite
+from wae_timm.layers.wavelet import WAVELET
 from wae_timm.train.stage1 import STAGE1_RECIPES
 
 RECIPE = STAGE1_RECIPES['photos']
@@ -42,6 +43,8 @@ def main(argv=None) -> int:
                         help='L2 penalty on the decoder only')
     parser.add_argument('--start', choices=STARTS, default='colour_wavelet',
                         help='initial weights: the paper\'s Xavier noise or the colour 6-band CDF 9/7 transform')
+    parser.add_argument('--start-wavelet', default=WAVELET,
+                        help='the PyWavelets wavelet of --start colour_wavelet (filters of at most 9 taps)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--init', default=None,
                         help='continue from these weights (shipped name or .safetensors); their provenance is kept')
@@ -62,13 +65,15 @@ def main(argv=None) -> int:
     settings = dict(epochs=args.epochs, crops_per_epoch=args.crops_per_epoch, batch_size=args.batch_size,
                     crop=args.crop, lr=args.lr, min_lr=args.min_lr, energy_weight=args.energy_weight,
                     low_band_weight=args.low_band_weight, decoder_weight_decay=args.decoder_weight_decay,
-                    start=args.start, seed=args.seed)
+                    start=args.start, start_wavelet=args.start_wavelet if args.start == 'colour_wavelet' else None,
+                    seed=args.seed)
     earlier = shipped_provenance(args.init) if args.init and not args.init.endswith('.safetensors') else None
     recipe = dataclasses.replace(RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  min_lr=args.min_lr, energy_weight=args.energy_weight,
                                  low_band_weight=args.low_band_weight, decoder_weight_decay=args.decoder_weight_decay)
     wae, history = train_on_photographs(training, recipe, crops_per_epoch=args.crops_per_epoch, crop=args.crop,
                                         seed=args.seed, init=args.init, start=args.start,
+                                        start_wavelet=args.start_wavelet,
                                         checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     provenance = dict(
         command='python tools/train_wae_photos.py ' + shlex.join(sys.argv[1:] if argv is None else argv),

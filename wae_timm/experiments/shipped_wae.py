@@ -25,6 +25,7 @@ from ..data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops, denormalize, no
 from .figures import contrast_stretch
 from .reconstruction import psnr
 from ..train.stage1 import STAGE1_RECIPES, Stage1Recipe, save_wae, train_autoencoder
+from ..layers.wavelet import WAVELET
 from ..train.wavelet_init import init_as_colour_wavelet
 from ..files import refuse_to_overwrite
 
@@ -43,6 +44,7 @@ def train_on_photographs(
         seed: int = 0,
         init: Optional[str] = None,
         start: str = 'xavier',
+        start_wavelet: str = WAVELET,
         progress: bool = True,
         checkpoint_dir: Optional[Path] = None,
         resume: bool = False,
@@ -52,8 +54,8 @@ def train_on_photographs(
 
     ``recipe`` sets the optimizer, schedule, batch size, epochs and loss options (the
     ``photos`` recipe by default). The WAE starts from ``start``: ``'xavier'`` (the paper)
-    or ``'colour_wavelet'`` (the colour 6-band CDF 9/7 transform,
-    :func:`wae_timm.train.wavelet_init.init_as_colour_wavelet`); ``init`` instead continues
+    or ``'colour_wavelet'`` (the colour 6-band transform of the PyWavelets wavelet
+    ``start_wavelet``, :func:`wae_timm.train.wavelet_init.init_as_colour_wavelet`); ``init`` instead continues
     from earlier weights (a shipped name or a ``.safetensors`` path). ``checkpoint_dir``
     keeps a resumable checkpoint (every 50 steps and each epoch); ``resume`` continues from it.
     """
@@ -64,7 +66,7 @@ def train_on_photographs(
     if init:
         load_wae_weights(wae, init)
     elif start == 'colour_wavelet':
-        init_as_colour_wavelet(wae)
+        init_as_colour_wavelet(wae, start_wavelet)
     loader = DataLoader(PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch), batch_size=recipe.batch_size,
                         shuffle=False, num_workers=0, drop_last=True)
     history = train_autoencoder(wae, loader, recipe, progress=progress, checkpoint_dir=checkpoint_dir,

@@ -5,10 +5,14 @@ learning-rate schedule, batch size, epochs). The named recipes are in
 :data:`STAGE1_RECIPES`:
 
 - ``paper``: the paper's stage 1 (the default of ``wae-timm train-wae``);
-- ``photos``: the shipped ``photos`` weights (``tools/train_wae_photos.py``);
+- ``photos``: the shipped ``photos`` weights (``tools/train_wae_photos.py``), the paper's ``L_t``
+  plus a low-band term (``low_band_weight``);
 - ``fashion_mnist``: stage 1 of the Fashion-MNIST reproduction.
 
-Every recipe starts from the Xavier initialisation of :class:`WaveletLikeAutoEncoder`.
+:func:`train_autoencoder` trains the WAE it is given: the Xavier initialisation of
+:class:`WaveletLikeAutoEncoder` (the paper), or a fixed wavelet transform set into the same
+layers (:func:`wae_timm.train.wavelet_init.init_as_colour_wavelet`, how the shipped ``photos``
+weights start).
 The paper's learning rate is tiny on purpose: ``L_t`` sums squared errors over
 every pixel of each image (``3 x 224 x 224`` terms) instead of averaging them,
 so its gradients are about 1e5 times those of a per-pixel mean. The same
@@ -102,9 +106,10 @@ STAGE1_RECIPES: Dict[str, Stage1Recipe] = {
         source='Chen et al. 2018, stage 1: Xavier init, SGD momentum 0.9, weight decay 5e-4, batch 4, '
                'lr 1e-6 divided by 10 after 10 epochs (the authors trained about 20 ImageNet epochs)'),
     'photos': Stage1Recipe(
-        optimizer='adam', lr=1e-3, epochs=20, batch_size=8, schedule='cosine', min_lr=1e-5,
+        optimizer='adam', lr=3e-4, epochs=24, batch_size=8, schedule='cosine', min_lr=1e-5, low_band_weight=0.1,
         source='tools/train_wae_photos.py, which made the shipped photos weights (wae_timm/weights/photos.json '
-               'records their run: 200 epochs): Adam with a per-epoch cosine decay, for a short CPU run'),
+               'records their run): from the colour 6-band LeGall 5/3 transform (its --start), Adam with a per-epoch '
+               'cosine decay for a short CPU run, and the low-band term (mu = 0.1) so that I_L alone carries the image'),
     'fashion_mnist': Stage1Recipe(
         optimizer='adam', lr=1e-3, epochs=1, batch_size=32,
         source='the Fashion-MNIST reproduction (ReproductionConfig wae_lr, wae_epochs, wae_batch_size): Adam at a '

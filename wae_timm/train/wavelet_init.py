@@ -1,8 +1,9 @@
-"""Start a WAE from the colour 6-band CDF 9/7 scheme instead of Xavier noise (a stage-1 option).
+"""Start a WAE from a colour 6-band wavelet scheme instead of Xavier noise (a stage-1 option).
 
 :func:`init_as_colour_wavelet` sets the weights of a :class:`WaveletLikeAutoEncoder`, whose
 layers are unchanged, so that it computes the fixed colour 6-band transform of
-:func:`wae_timm.experiments.reconstruction.evaluate_colour_6band`:
+:func:`wae_timm.experiments.reconstruction.evaluate_colour_6band` (CDF 9/7 by default; any
+PyWavelets wavelet whose filters have at most 9 taps):
 
 - ``I_L``: the CDF 9/7 ``cA`` of each normalised colour channel (3 channels);
 - ``I_H``: the three CDF 9/7 detail bands (``cH``, ``cV``, ``cD``) of the luma, in units of the
@@ -18,7 +19,11 @@ conjugate pairs), so the encoder's four 3x3 layers (three stem convolutions, the
 transposed convolution and three 3x3 convolutions compose to the synthesis filters the same
 way. The ReLUs between layers are made harmless by carrying every signal ``s`` as the pair
 ``relu(s), relu(-s)`` (``s = relu(s) - relu(-s)``): 6 signals x 2 = 12 of the 16 channels.
-Zero padding at the image borders is the one difference from PyWavelets' periodic borders.
+Zero padding at the image borders is the one difference from PyWavelets' periodic borders,
+and it costs more than a single zero-padded filter would: each layer drops the part of its
+output that falls outside the image, which the next layer would have needed. Shifts (delta
+factors) lose nothing, so they are used first; a filter that fits one layer (Haar's 2 taps)
+is exact at the borders, CDF 9/7's four layers are not.
 
 Training then starts from a decomposition that already separates content from details, and
 the transform loss only has to improve it (the paper trains from Xavier noise for about 20
@@ -40,33 +45,33 @@ __all__ = ['init_as_colour_wavelet', 'LUMA_WEIGHTS']
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def _quadratic_factors(taps: np.ndarray) -> Tuple[float, List[np.ndarray]]:
-    """``(gain, [q_1 .. q_n])`` with ``taps == gain * q_1 * ... * q_n`` (``*``: np.convolve), each ``q`` 3 taps.
+def _three_tap_factors(taps: np.ndarray) -> List[np.ndarray]:
+    """Real factors of the polynomial ``sum_k taps[k] z^k`` (non-zero ends), each as 3 taps on positions -1, 0, 1.
 
-    ``taps`` has an odd length ``2n + 1`` with non-zero ends (a polynomial of degree ``2n``).
+    A pair of roots (a complex root with its conjugate, or two real roots) gives a quadratic; an
+    odd real root left over gives a linear factor, on positions 0, 1. The gain is spread evenly.
     """
-    roots = list(np.roots(taps[::-1]))  # taps[k] is the coefficient of z^k
-    pairs = []
-    while roots:  # a complex root with its conjugate; real roots two by two
+    roots = list(np.roots(taps[::-1]))  # np.roots wants the highest power first
+    factors = []
+    while roots:
         root = roots.pop(0)
+        if not roots:
+            factors.append(np.real(np.array([0., -root, 1.])))
+            break
         if abs(root.imag) > 1e-3:
             partner = min(range(len(roots)), key=lambda i: abs(roots[i] - np.conj(root)))
         else:
-            reals = [i for i, r in enumerate(roots) if abs(r.imag) <= 1e-3]
-            partner = reals[0] if reals else min(range(len(roots)), key=lambda i: abs(roots[i].imag))
-        pairs.append((root, roots.pop(partner)))
-    factors = [np.real(np.array([a * b, -(a + b), 1.])) for a, b in pairs]
+            partner = min(range(len(roots)), key=lambda i: abs(roots[i].imag))
+        other = roots.pop(partner)
+        factors.append(np.real(np.array([root * other, -(root + other), 1.])))
+    if not factors:  # a single tap
+        factors = [np.array([0., 1., 0.])]
     gain = taps[-1]
-    # spread the gain evenly so no intermediate signal is huge or tiny
     sizes = [np.abs(f).sum() for f in factors]
     common = (abs(gain) * np.prod(sizes)) ** (1. / len(factors))
-    factors = [f * common / s for f, s in zip(factors, sizes)]
+    factors = [f * common / size for f, size in zip(factors, sizes)]
     factors[0] = factors[0] * np.sign(gain)
-    rebuilt = factors[0]
-    for f in factors[1:]:
-        rebuilt = np.convolve(rebuilt, f)
-    assert np.allclose(rebuilt, taps, atol=1e-9 * np.abs(taps).max()), (rebuilt, taps)
-    return gain, factors
+    return factors
 
 
 def _delta(position: int, length: int = 3, first: int = -1) -> np.ndarray:
@@ -75,46 +80,67 @@ def _delta(position: int, length: int = 3, first: int = -1) -> np.ndarray:
     return out
 
 
-def _analysis_factors(taps: np.ndarray, first: int) -> List[np.ndarray]:
-    """Four 3-tap factors (positions -1, 0, 1) whose convolution is ``taps`` (positions from ``first``) on [-4, 4]."""
+def _span(taps: np.ndarray, first: int) -> Tuple[int, np.ndarray]:
     nonzero = np.flatnonzero(np.abs(taps) > 1e-12)
-    start, span = first + nonzero[0], taps[nonzero[0]:nonzero[-1] + 1]
-    _, factors = _quadratic_factors(span)
-    shift = start + len(factors)  # the core spans [-n, n]; the rest of the 4 factors move it
-    while len(factors) < 4:
+    return first + nonzero[0], taps[nonzero[0]:nonzero[-1] + 1]
+
+
+def _compose(factors: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.array([1.])
+    for f in factors:
+        out = np.convolve(out, f)
+    return out
+
+
+def _analysis_factors(taps: np.ndarray, first: int, layers: int = 4) -> List[np.ndarray]:
+    """``layers`` 3-tap factors (positions -1, 0, 1) whose convolution is ``taps`` (positions from ``first``).
+
+    Shifts (delta factors) come first: a shifted copy is exact at the zero-padded borders.
+    """
+    start, span = _span(taps, first)
+    factors = _three_tap_factors(span)
+    # where the product of the factors starts now: each factor spans [-1, 1]
+    composed_start, _ = _span(_compose(factors), -len(factors))
+    shift = start - composed_start
+    deltas = []
+    while len(deltas) + len(factors) < layers:
         step = int(np.clip(shift, -1, 1))
-        factors.append(_delta(step))
+        deltas.append(_delta(step))
         shift -= step
-    assert shift == 0, f'{taps} does not fit four 3x3 layers'
+    if shift != 0 or len(factors) > layers:
+        raise ValueError(f'a filter of {len(span)} taps starting at {start} does not fit {layers} 3x3 layers')
+    factors = deltas + factors
+    assert np.allclose(_compose(factors)[start + layers:start + layers + len(span)], span, atol=1e-9)
     return factors
 
 
 def _synthesis_factors(taps: np.ndarray, first: int) -> Tuple[np.ndarray, List[np.ndarray]]:
     """``(d, [f1, f2, f3])``: ``d`` 4 taps on [-1, 2] (the transposed conv), ``f`` 3 taps on [-1, 1], composing ``taps``."""
-    nonzero = np.flatnonzero(np.abs(taps) > 1e-12)
-    start, span = first + nonzero[0], taps[nonzero[0]:nonzero[-1] + 1]
-    _, factors = _quadratic_factors(span)
-    shift = start + len(factors)
-    if len(factors) == 4:  # d holds a quadratic, at positions [-1, 1] or [0, 2]
-        if shift not in (0, 1):
-            raise AssertionError(f'{taps} does not fit the decoder')
-        d = np.zeros(4)
-        d[shift:shift + 3] = factors.pop(0)
-    else:  # d is a delta
-        assert len(factors) == 3 and -1 <= shift <= 2, f'{taps} does not fit the decoder'
-        d = _delta(shift, 4)
-    return d, factors
+    start, span = _span(taps, first)
+    factors = _three_tap_factors(span)
+    if len(factors) > 4:
+        raise ValueError(f'a synthesis filter of {len(span)} taps does not fit the decoder')
+    while len(factors) < 4:
+        factors.insert(0, _delta(0))
+    composed_start, _ = _span(_compose(factors), -4)
+    shift = start - composed_start
+    if shift not in (0, 1):  # d holds factor 0 at positions [-1, 1] or [0, 2]
+        raise ValueError(f'a synthesis filter starting at {start} does not fit the decoder')
+    d = np.zeros(4)
+    d[shift:shift + 3] = factors[0]
+    return d, factors[1:]
 
 
-def _filters_1d() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CDF 9/7 filters as the WAE's layers apply them, with PyWavelets' alignment.
+def _filters_1d(wavelet: str) -> Tuple[Tuple[np.ndarray, ...], int]:
+    """The wavelet's filters as the WAE's layers apply them, with PyWavelets' alignment, and their first position.
 
-    Analysis (PyTorch correlation, then stride 2): ``band[i] = sum_t K[t] x[2i + t]``, ``t`` in [-4, 5].
-    Synthesis (transposed conv): ``x[o] = sum_i band[i] S[o - 2i]``, ``o - 2i`` in [-4, 5].
+    Analysis (PyTorch correlation, then stride 2): ``band[i] = sum_t K[t] x[2i + t]``.
+    Synthesis (transposed conv): ``x[o] = sum_i band[i] S[o - 2i]``. As wae_timm.layers.wavelet, for
+    filters of (even) length L: ``band[i] = sum_j dec[L-1-j] x[2i + j - L/2 + 1]``,
+    ``x[o] = sum_i band[i] rec[o + L/2 - 1 - 2i]``.
     """
-    dec_lo, dec_hi, rec_lo, rec_hi = (np.asarray(f, dtype=np.float64) for f in pywt.Wavelet(WAVELET).filter_bank)
-    # as wae_timm.layers.wavelet: band[i] = sum_j dec[9 - j] x[2i + j - 4], x[o] = sum_i band[i] rec[o + 4 - 2i]
-    return dec_lo[::-1], dec_hi[::-1], rec_lo, rec_hi
+    dec_lo, dec_hi, rec_lo, rec_hi = (np.asarray(f, dtype=np.float64) for f in pywt.Wavelet(wavelet).filter_bank)
+    return (dec_lo[::-1], dec_hi[::-1], rec_lo, rec_hi), -(len(dec_lo) // 2 - 1)
 
 
 def _set(param: torch.nn.Parameter, value: np.ndarray) -> None:
@@ -122,7 +148,7 @@ def _set(param: torch.nn.Parameter, value: np.ndarray) -> None:
         param.copy_(torch.from_numpy(value))
 
 
-def init_as_colour_wavelet(wae: WaveletLikeAutoEncoder) -> WaveletLikeAutoEncoder:
+def init_as_colour_wavelet(wae: WaveletLikeAutoEncoder, wavelet: str = WAVELET) -> WaveletLikeAutoEncoder:
     """Set ``wae``'s weights (encoder and decoder) to the colour 6-band CDF 9/7 transform; returns ``wae``.
 
     The input is the normalised image (ImageNet mean/std, the ``wae_*`` models' default).
@@ -133,7 +159,7 @@ def init_as_colour_wavelet(wae: WaveletLikeAutoEncoder) -> WaveletLikeAutoEncode
         raise ValueError('init_as_colour_wavelet needs the paper\'s WAE: RGB input, >= 12 channels, 3-channel bands, '
                          f'with its decoder; got in_chans={wae.in_chans}, width={stem[0].out_channels}, '
                          f'band_chans={wae.band_chans}, decoder={wae.has_decoder}')
-    lo, hi, rec_lo, rec_hi = _filters_1d()
+    (lo, hi, rec_lo, rec_hi), first = _filters_1d(wavelet)
     std = np.asarray(IMAGENET_DEFAULT_STD, dtype=np.float64)
     luma = np.asarray(LUMA_WEIGHTS)
     luma_std = float(luma @ std)  # the luma of the [0, 1] image, in units of the normalised input
@@ -143,7 +169,7 @@ def init_as_colour_wavelet(wae: WaveletLikeAutoEncoder) -> WaveletLikeAutoEncode
     inputs = [np.eye(3)[c] for c in range(3)] + [luma * std / luma_std] * 3
     layer_factors = []
     for rows, cols in band_filters:
-        row_f, col_f = _analysis_factors(rows, -4), _analysis_factors(cols, -4)
+        row_f, col_f = _analysis_factors(rows, first), _analysis_factors(cols, first)
         layer_factors.append([np.outer(r, c) for r, c in zip(row_f, col_f)])
 
     def signed_pairs(weight: np.ndarray, kernels: Sequence[np.ndarray], sources: Sequence[int]) -> None:
@@ -154,11 +180,11 @@ def init_as_colour_wavelet(wae: WaveletLikeAutoEncoder) -> WaveletLikeAutoEncode
                     weight[2 * k + sign_out, 2 * src + sign_in] = kernel * (1. if sign_out == sign_in else -1.)
 
     width = stem[0].out_channels
-    first = np.zeros((width, 3, 3, 3))
+    first_layer = np.zeros((width, 3, 3, 3))
     for k, mix in enumerate(inputs):
         for sign in (0, 1):
-            first[2 * k + sign] = np.einsum('c,hw->chw', mix, layer_factors[k][0]) * (1. if sign == 0 else -1.)
-    _set(stem[0].weight, first)
+            first_layer[2 * k + sign] = np.einsum('c,hw->chw', mix, layer_factors[k][0]) * (1. if sign == 0 else -1.)
+    _set(stem[0].weight, first_layer)
     for layer, conv in enumerate(stem[1:], start=1):
         weight = np.zeros((width, width, 3, 3))
         signed_pairs(weight, [f[layer] for f in layer_factors], range(6))
@@ -175,7 +201,7 @@ def init_as_colour_wavelet(wae: WaveletLikeAutoEncoder) -> WaveletLikeAutoEncode
     for branch, decoder in (('low', wae.decode_low), ('high', wae.decode_high)):
         chains = []
         for rows, cols in synthesis[branch]:
-            (d_row, row_f), (d_col, col_f) = _synthesis_factors(rows, -4), _synthesis_factors(cols, -4)
+            (d_row, row_f), (d_col, col_f) = _synthesis_factors(rows, first), _synthesis_factors(cols, first)
             # the refining layers are PyTorch correlations: flip a factor to convolve with it
             chains.append((np.outer(d_row, d_col), [np.outer(r, c)[::-1, ::-1] for r, c in zip(row_f, col_f)]))
         up = np.zeros((3, decoder.up.out_channels, 4, 4))  # ConvTranspose2d weight: [in, out, kH, kW]
