@@ -139,9 +139,9 @@ def create_autoencoder_optimizer(wae: nn.Module, recipe: Union[str, Stage1Recipe
                'weight_decay': recipe.weight_decay + recipe.decoder_weight_decay}]
     groups = [g for g in groups if g['params']]
     if recipe.optimizer == 'sgd':
-        optimizer = torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum)
+        optimizer = torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     else:
-        optimizer = torch.optim.Adam(groups, lr=recipe.lr)
+        optimizer = torch.optim.Adam(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.schedule == 'step':
         scheduler = MultiStepLRScheduler(optimizer, decay_t=list(recipe.decay_epochs), decay_rate=recipe.decay_rate)
     elif recipe.schedule == 'cosine':
