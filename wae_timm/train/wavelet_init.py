@@ -110,7 +110,8 @@ def _analysis_factors(taps: np.ndarray, first: int, layers: int = 4) -> List[np.
     if shift != 0 or len(factors) > layers:
         raise ValueError(f'a filter of {len(span)} taps starting at {start} does not fit {layers} 3x3 layers')
     factors = deltas + factors
-    assert np.allclose(_compose(factors)[start + layers:start + layers + len(span)], span, atol=1e-9)
+    if not np.allclose(_compose(factors)[start + layers:start + layers + len(span)], span, atol=1e-9):
+        raise ValueError(f'a filter of {len(span)} taps starting at {start} does not factor into {layers} 3x3 layers')
     return factors
 
 
