@@ -10,8 +10,9 @@ when evaluated, and training crops are drawn at random scales around it.
 Images are in [0, 1]; :func:`normalize` maps them to what a model sees
 (ImageNet mean / std, the ``wae_*`` models' default cfg).
 """
+import re
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,16 +21,45 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import Dataset
 
 
-__all__ = ['PHOTOGRAPH_DIRS', 'find_photographs', 'HELD_OUT_PHOTOGRAPHS', 'EVAL_SHORT_SIDE', 'split_photographs', 'load_photograph', 'normalize',
-           'denormalize', 'PhotoCrops']
+__all__ = ['PHOTOGRAPH_DIRS', 'PhotographSource', 'PHOTOGRAPH_SOURCES', 'find_photographs', 'find_all_photographs',
+           'photograph_name', 'HELD_OUT_PHOTOGRAPHS', 'EVAL_SHORT_SIDE', 'split_photographs', 'load_photograph',
+           'normalize', 'denormalize', 'PhotoCrops']
 
-# photographs (not drawings or gradients) in Debian's wallpaper packages
+# the photographs of the one wallpaper package tools/setup.sh always installs (the tests use these only)
 PHOTOGRAPH_DIRS: Tuple[Path, ...] = (Path('/usr/share/backgrounds/mate/nature'),)
 
 
+class PhotographSource(NamedTuple):
+    """The photographs of one Debian wallpaper package.
+
+    ``names=None``: every JPEG directly in ``directory`` is a photograph. Otherwise
+    ``names`` are wallpaper folders in KDE's layout (``<directory>/<name>/contents/images/<W>x<H>.jpg``);
+    the largest image of each is the photograph, and the folder name is its name.
+    """
+    package: str
+    directory: Path
+    names: Optional[Tuple[str, ...]] = None
+
+
+# Which wallpapers are photographs was decided by eye, once, over every wallpaper of the four Debian
+# packages (drawings, logos, renders, gradients and flat-colour art are left out because a learned
+# transform for natural images should not be fitted to them):
+# - mate-backgrounds: nature/ holds photographs only (abstract/ and desktop/ are art);
+# - plasma-workspace-wallpapers 5.27: the 12 listed below (the other 18 are drawings or renders);
+# - gnome-backgrounds 43 (patterns and renders) and ukui-wallpapers (digital art): none.
+PHOTOGRAPH_SOURCES: Tuple[PhotographSource, ...] = (
+    PhotographSource('mate-backgrounds', PHOTOGRAPH_DIRS[0]),
+    PhotographSource('plasma-workspace-wallpapers', Path('/usr/share/wallpapers'), (
+        'BytheWater', 'ColdRipple', 'ColorfulCups', 'DarkestHour', 'EveningGlow', 'FallenLeaf', 'Grey', 'Kite',
+        'OneStandsOut', 'Path', 'Volna', 'summer_1am')),
+)
+
+_JPEG = ('.jpg', '.jpeg')
+
+
 def find_photographs(dirs: Sequence[Union[str, Path]] = PHOTOGRAPH_DIRS) -> List[Path]:
-    """The JPEG photographs under ``dirs``, sorted by name so splits are reproducible."""
-    photos = sorted(p for d in map(Path, dirs) if d.is_dir() for p in d.iterdir() if p.suffix.lower() in ('.jpg', '.jpeg'))
+    """The JPEG photographs directly under ``dirs`` (mate-backgrounds' by default), sorted by name."""
+    photos = sorted(p for d in map(Path, dirs) if d.is_dir() for p in d.iterdir() if p.suffix.lower() in _JPEG)
     if not photos:
         raise FileNotFoundError(
             f'no photographs found in {[str(d) for d in dirs]}: run tools/setup.sh '
@@ -37,18 +67,70 @@ def find_photographs(dirs: Sequence[Union[str, Path]] = PHOTOGRAPH_DIRS) -> List
     return photos
 
 
-# one per kind of picture: sand texture, a macro shot, a sky; never trained on
-HELD_OUT_PHOTOGRAPHS = ('Dune.jpg', 'LadyBird.jpg', 'Storm.jpg')
+def _source_photographs(source: PhotographSource) -> List[Path]:
+    if source.names is None:
+        return sorted(p for p in source.directory.glob('*') if p.suffix.lower() in _JPEG)
+    photos = []
+    for name in source.names:
+        images = [p for p in (source.directory / name / 'contents' / 'images').glob('*') if p.suffix.lower() in _JPEG]
+        if images:  # the largest rendition: <W>x<H>.jpg
+            photos.append(max(images, key=lambda p: (int(p.stem.split('x')[0]) * int(p.stem.split('x')[1])
+                                                     if re.fullmatch(r'\d+x\d+', p.stem) else 0, p.name)))
+    return photos
+
+
+def find_all_photographs(
+        sources: Sequence[PhotographSource] = PHOTOGRAPH_SOURCES, require_all: bool = False) -> List[Path]:
+    """The photographs of every installed package of ``sources``, in source order.
+
+    ``require_all``: raise if a package is missing (training the shipped weights needs
+    them all: ``bash tools/setup.sh --photographs`` installs them).
+    """
+    photos, missing = [], []
+    for source in sources:
+        found = _source_photographs(source)
+        if not found:
+            missing.append(source.package)
+        photos += found
+    if missing and (require_all or not photos):
+        raise FileNotFoundError(
+            f'no photographs of the Debian package(s) {missing} (looked in '
+            f'{[str(s.directory) for s in sources if s.package in missing]}): run `bash tools/setup.sh --photographs`')
+    return photos
+
+
+def photograph_name(path: Union[str, Path]) -> str:
+    """The name a photograph is known by: its file name, or its wallpaper folder in KDE's layout."""
+    path = Path(path)
+    return path.parents[2].name if path.parent.name == 'images' and path.parent.parent.name == 'contents' \
+        else path.name
+
+
+# never trained on, of varied kinds; Dune, LadyBird and Storm come with mate-backgrounds (the tests use Storm)
+HELD_OUT_PHOTOGRAPHS = (
+    'Dune.jpg',  # sand texture
+    'LadyBird.jpg',  # macro shot, blurred background
+    'Storm.jpg',  # sky, smooth gradients
+    'ColorfulCups',  # man-made objects, saturated colour
+    'EveningGlow',  # boats at sunset, fine detail
+    'Grey',  # architecture, black and white lines
+    'Kite',  # sky with clouds
+    'Path',  # forest, dense foliage
+)
 EVAL_SHORT_SIDE = 256
 
 
 def split_photographs(photos: Sequence[Path] = ()) -> Tuple[List[Path], List[Path]]:
-    """``(training, held_out)`` photographs; ``held_out`` are those named in :data:`HELD_OUT_PHOTOGRAPHS`."""
-    photos = list(photos) or find_photographs()
-    held_out = [p for p in photos if p.name in HELD_OUT_PHOTOGRAPHS]
-    training = [p for p in photos if p.name not in HELD_OUT_PHOTOGRAPHS]
+    """``(training, held_out)`` photographs (of every installed source by default).
+
+    ``held_out`` are those named in :data:`HELD_OUT_PHOTOGRAPHS` (by :func:`photograph_name`).
+    """
+    photos = list(photos) or find_all_photographs()
+    held_out = [p for p in photos if photograph_name(p) in HELD_OUT_PHOTOGRAPHS]
+    training = [p for p in photos if photograph_name(p) not in HELD_OUT_PHOTOGRAPHS]
     if not held_out or not training:
-        raise ValueError(f'need training and held-out photographs ({HELD_OUT_PHOTOGRAPHS}), got {[p.name for p in photos]}')
+        raise ValueError(f'need training and held-out photographs ({HELD_OUT_PHOTOGRAPHS}), '
+                         f'got {[photograph_name(p) for p in photos]}')
     return training, held_out
 
 

@@ -1,4 +1,5 @@
-"""How well a two-band decomposition keeps an image: the WAE next to the CDF 9/7 wavelet and bicubic resampling.
+"""How well a two-band decomposition keeps an image: the WAE next to the CDF 9/7 wavelet, a colour 6-band
+wavelet scheme with the WAE's budget, and bicubic resampling.
 
 For an image ``x`` in [0, 1] (``[3, H, W]``, ``H`` and ``W`` even):
 
@@ -10,24 +11,36 @@ For an image ``x`` in [0, 1] (``[3, H, W]``, ``H`` and ``W`` even):
 - ``high_energy_share``: ``||high||^2 / (||low||^2 + ||high||^2)`` of the bands the front end
   produces from the normalised image the models see (WAE: ``I_H`` vs ``I_L``; wavelet: the
   three detail bands vs ``cA``), i.e. how little the high branch has to carry.
+- ``high_decoded_share`` (WAE only): ``||D_H(I_H)||^2 / ||I'||^2`` of the decoder's outputs in
+  the same normalised space: how much of the reconstruction comes from ``I_H``. A small
+  ``high_energy_share`` means little when the decoder amplifies ``I_H`` back.
+
+The colour 6-band scheme (:func:`evaluate_colour_6band`) has exactly the WAE's budget of six
+half-resolution channels: the CDF 9/7 ``cA`` of R, G and B (3 channels) and the three detail
+bands of the luma only (3 channels); the luma details are added back to every colour channel,
+as 4:2:0 chroma subsampling drops the chroma details natural images can lose.
 
 PSNR is ``10 log10(1 / MSE)`` in [0, 1] pixel space, reconstructions clipped to [0, 1].
 """
 import math
+from copy import deepcopy
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pywt
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_STD
 
 from ..layers.autoencoder import WaveletLikeAutoEncoder
 from ..layers.wavelet import WAVELET
+from ..train.wavelet_init import LUMA_WEIGHTS
 from ..data.photographs import denormalize, normalize
 
-__all__ = ['psnr', 'energy_share', 'evaluate_wae', 'evaluate_wavelet', 'evaluate_bicubic', 'evaluate_images',
-           'WAVELET']
+__all__ = ['psnr', 'energy_share', 'evaluate_wae', 'evaluate_wavelet', 'evaluate_colour_6band', 'evaluate_bicubic',
+           'evaluate_images', 'rescale_high_band', 'MEASURES', 'WAVELET']
 
+MEASURES = ('psnr_both_db', 'psnr_low_only_db', 'high_energy_share', 'high_decoded_share')
 
 
 def psnr(reference: torch.Tensor, estimate: torch.Tensor) -> float:
@@ -43,14 +56,18 @@ def energy_share(low: torch.Tensor, high: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate_wae(wae: WaveletLikeAutoEncoder, x: torch.Tensor) -> Dict[str, float]:
-    """The three measures for the WAE on one image ``x`` ([3, H, W] in [0, 1])."""
+    """The measures for the WAE on one image ``x`` ([3, H, W] in [0, 1])."""
     wae = wae.eval()
     inputs = normalize(x)[None]
     low, high = wae.encode(inputs)
     height, width = x.shape[-2:]
-    both = denormalize(wae.decode(low, high, height, width)[0])
-    low_only = denormalize(wae.decode(low, torch.zeros_like(high), height, width)[0])
-    return dict(psnr_both_db=psnr(x, both), psnr_low_only_db=psnr(x, low_only), high_energy_share=energy_share(low, high))
+    decoded_low = wae.decode_low(low, height, width)
+    decoded_high = wae.decode_high(high, height, width)
+    reconstruction = decoded_low + decoded_high
+    return dict(
+        psnr_both_db=psnr(x, denormalize(reconstruction[0])), psnr_low_only_db=psnr(x, denormalize(decoded_low[0])),
+        high_energy_share=energy_share(low, high),
+        high_decoded_share=(decoded_high.double().pow(2).sum() / reconstruction.double().pow(2).sum()).item())
 
 
 def _dwt(image: np.ndarray):
@@ -58,7 +75,7 @@ def _dwt(image: np.ndarray):
 
 
 def evaluate_wavelet(x: torch.Tensor) -> Dict[str, float]:
-    """The three measures for a single-level CDF 9/7 DWT (pywt ``bior4.4``, periodic borders)."""
+    """The measures for a single-level CDF 9/7 DWT (pywt ``bior4.4``, periodic borders)."""
     image = x.double().numpy()
     approx, details = _dwt(image)
     both = pywt.idwt2((approx, details), WAVELET, mode='periodization', axes=(-2, -1))
@@ -67,7 +84,31 @@ def evaluate_wavelet(x: torch.Tensor) -> Dict[str, float]:
     return dict(
         psnr_both_db=psnr(x, torch.from_numpy(both)),
         psnr_low_only_db=psnr(x, torch.from_numpy(low_only)),
-        high_energy_share=energy_share(torch.from_numpy(n_approx), torch.from_numpy(np.stack(n_details))))
+        high_energy_share=energy_share(torch.from_numpy(n_approx), torch.from_numpy(np.stack(n_details))),
+        high_decoded_share=math.nan)
+
+
+def _luma(image: np.ndarray) -> np.ndarray:
+    return np.tensordot(np.asarray(LUMA_WEIGHTS), image, axes=(0, 0))
+
+
+def evaluate_colour_6band(x: torch.Tensor) -> Dict[str, float]:
+    """The measures for the colour 6-band scheme: RGB ``cA`` + the luma's three detail bands (CDF 9/7)."""
+    image = x.double().numpy()
+    approx, _ = _dwt(image)
+    _, luma_details = _dwt(_luma(image))
+    # every colour channel gets the same (grey) details back
+    details = tuple(np.broadcast_to(d, approx.shape) for d in luma_details)
+    both = pywt.idwt2((approx, details), WAVELET, mode='periodization', axes=(-2, -1))
+    low_only = pywt.idwt2((approx, (None, None, None)), WAVELET, mode='periodization', axes=(-2, -1))
+    # in the normalised input's units: the colours as the models see them, the luma over its std
+    n_approx, _ = _dwt(normalize(x).double().numpy())
+    luma_std = float(np.dot(LUMA_WEIGHTS, IMAGENET_DEFAULT_STD))
+    _, n_details = _dwt(_luma(image) / luma_std)
+    return dict(
+        psnr_both_db=psnr(x, torch.from_numpy(both)), psnr_low_only_db=psnr(x, torch.from_numpy(low_only)),
+        high_energy_share=energy_share(torch.from_numpy(n_approx), torch.from_numpy(np.stack(n_details))),
+        high_decoded_share=math.nan)
 
 
 def evaluate_bicubic(x: torch.Tensor) -> Dict[str, float]:
@@ -75,7 +116,8 @@ def evaluate_bicubic(x: torch.Tensor) -> Dict[str, float]:
     height, width = x.shape[-2:]
     half = F.interpolate(x[None], size=(height // 2, width // 2), mode='bicubic', antialias=True, align_corners=False)
     back = F.interpolate(half, size=(height, width), mode='bicubic', align_corners=False)[0]
-    return dict(psnr_both_db=math.nan, psnr_low_only_db=psnr(x, back), high_energy_share=math.nan)
+    return dict(psnr_both_db=math.nan, psnr_low_only_db=psnr(x, back), high_energy_share=math.nan,
+                high_decoded_share=math.nan)
 
 
 def evaluate_images(
@@ -84,7 +126,7 @@ def evaluate_images(
         wae_label: str = 'wae',
 ) -> List[Dict[str, object]]:
     """One row per image and method, then a ``mean`` row per method."""
-    methods = {'cdf97_wavelet': evaluate_wavelet, 'bicubic_x2': evaluate_bicubic}
+    methods = {'cdf97_wavelet': evaluate_wavelet, 'colour_6band': evaluate_colour_6band, 'bicubic_x2': evaluate_bicubic}
     if wae is not None:
         methods = {wae_label: lambda x: evaluate_wae(wae, x), **methods}
     rows: List[Dict[str, object]] = []
@@ -93,9 +135,31 @@ def evaluate_images(
             rows.append(dict(photograph=name, height=x.shape[-2], width=x.shape[-1], method=method, **evaluate(x)))
     for method in methods:
         mine = [r for r in rows if r['method'] == method]
-        means = {k: float(np.mean([r[k] for r in mine])) for k in ('psnr_both_db', 'psnr_low_only_db', 'high_energy_share')}
+        means = {k: float(np.mean([r[k] for r in mine])) for k in MEASURES}
         rows.append(dict(photograph='mean', height='', width='', method=method, **means))
     return rows
+
+
+def rescale_high_band(wae: WaveletLikeAutoEncoder, scale: float) -> WaveletLikeAutoEncoder:
+    """A copy of ``wae`` whose ``I_H`` is ``scale`` times ``wae``'s and whose ``D_H`` undoes it.
+
+    ``to_high`` is linear and ``D_H`` starts with a linear layer, so scaling one by ``scale``
+    and the other by ``1 / scale`` leaves ``I'`` unchanged while ``||I_H||^2`` changes by
+    ``scale^2``: the paper's ``L_t`` can be lowered without limit by shrinking ``I_H`` and
+    amplifying it in ``D_H``, so ``||I_H||^2`` alone says little about how much of the image
+    ``I_H`` carries (``high_decoded_share`` does). Adam's steps, blind to the scale of a
+    weight, walk down this valley freely; weight decay on the decoder closes it.
+    """
+    if not scale > 0:
+        raise ValueError(f'scale must be > 0, got {scale}')
+    if not wae.has_decoder or wae.to_high is None:
+        raise ValueError('rescale_high_band needs a WAE with I_H and its decoder')
+    copy = deepcopy(wae)
+    with torch.no_grad():
+        copy.to_high.weight.mul_(scale)
+        copy.to_high.bias.mul_(scale)
+        copy.decode_high.up.weight.div_(scale)
+    return copy
 
 
 def summary(rows: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:

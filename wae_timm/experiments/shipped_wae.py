@@ -15,17 +15,25 @@ import json
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
-from ..data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops
+from ..data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops, denormalize, normalize
+from .figures import contrast_stretch
+from .reconstruction import psnr
 from ..train.stage1 import STAGE1_RECIPES, Stage1Recipe, save_wae, train_autoencoder
+from ..layers.wavelet import WAVELET
+from ..train.wavelet_init import init_as_colour_wavelet
 from ..files import refuse_to_overwrite
 
-__all__ = ['train_on_photographs', 'ship_weights', 'shipped_provenance']
+__all__ = ['train_on_photographs', 'STARTS', 'ship_weights', 'shipped_provenance', 'render_reconstruction_figure',
+           'FIGURE_COLUMNS']
+
+
+STARTS = ('xavier', 'colour_wavelet')
 
 
 def train_on_photographs(
@@ -35,21 +43,35 @@ def train_on_photographs(
         crop: int = 128,
         seed: int = 0,
         init: Optional[str] = None,
+        start: str = 'xavier',
+        start_wavelet: str = WAVELET,
         progress: bool = True,
+        checkpoint_dir: Optional[Path] = None,
+        resume: bool = False,
+        on_epoch_end: Optional[Callable[[int, Dict[str, float]], None]] = None,
 ) -> Tuple[WaveletLikeAutoEncoder, List[Dict[str, float]]]:
     """Stage 1 on ``crops_per_epoch`` random ``crop``-pixel crops of ``photos`` per epoch; returns ``(wae, history)``.
 
-    ``recipe`` sets the optimizer, schedule, batch size and epochs (the ``photos``
-    recipe by default). ``init`` continues from earlier weights (a shipped name or a
-    ``.safetensors`` path) instead of the Xavier initialisation.
+    ``recipe`` sets the optimizer, schedule, batch size, epochs and loss options (the
+    ``photos`` recipe by default). The WAE starts from ``start``: ``'xavier'`` (the paper)
+    or ``'colour_wavelet'`` (the colour 6-band transform of the PyWavelets wavelet
+    ``start_wavelet``, :func:`wae_timm.train.wavelet_init.init_as_colour_wavelet`); ``init`` instead continues
+    from earlier weights (a shipped name or a ``.safetensors`` path). ``checkpoint_dir``
+    keeps a resumable checkpoint (every 50 steps and each epoch); ``resume`` continues from it.
     """
+    if start not in STARTS:
+        raise ValueError(f'start must be one of {STARTS}, got {start!r}')
     torch.manual_seed(seed)
     wae = WaveletLikeAutoEncoder()
     if init:
         load_wae_weights(wae, init)
+    elif start == 'colour_wavelet':
+        init_as_colour_wavelet(wae, start_wavelet)
     loader = DataLoader(PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch), batch_size=recipe.batch_size,
                         shuffle=False, num_workers=0, drop_last=True)
-    history = train_autoencoder(wae, loader, recipe, progress=progress)
+    history = train_autoencoder(wae, loader, recipe, progress=progress, checkpoint_dir=checkpoint_dir,
+                                checkpoint_every=50 if checkpoint_dir is not None else 0, resume=resume,
+                                on_epoch_end=on_epoch_end)
     return wae.eval(), history
 
 
@@ -97,6 +119,54 @@ def shipped_provenance(name: str, weights_dir: Path = SHIPPED_WEIGHTS_DIR) -> Di
 
 
 def history_summary(history: List[Dict[str, float]]) -> List[Dict[str, float]]:
-    """Per-epoch ``loss`` / ``energy`` / ``lr`` rounded for the provenance file."""
-    keys = ('epoch', 'loss', 'energy', 'lr')
+    """Per-epoch ``loss`` / ``energy`` / ``low_band`` / ``decoded_high_share`` / ``lr`` rounded for the provenance file."""
+    keys = ('epoch', 'loss', 'energy', 'low_band', 'decoded_high_share', 'lr')
     return [{k: round(float(h[k]), 6) for k in keys if k in h} for h in history]
+
+
+FIGURE_COLUMNS = ('input', 'I_L (stretched)', 'I_H (stretched)', "I' = D_L(I_L) + D_H(I_H)", 'D_L(I_L) alone')
+
+
+@torch.no_grad()
+def render_reconstruction_figure(
+        wae: WaveletLikeAutoEncoder,
+        images: Dict[str, torch.Tensor],
+        path: Path,
+        overwrite: bool = False,
+        panel_inches: float = 2.0,
+        dpi: int = 100,
+) -> Path:
+    """The paper's Fig. 4 for ``images`` (name -> ``[3, H, W]`` in [0, 1]): one row per image, the :data:`FIGURE_COLUMNS`.
+
+    I_L and I_H are contrast-stretched over each panel (:func:`~wae_timm.experiments.figures.contrast_stretch`);
+    the two reconstructions are in image space, clipped to [0, 1], with their PSNR in the title.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if path.suffix.lower() != '.png':
+        raise ValueError(f'the figure is written as PNG: give a path ending in .png, got {path}')
+    refuse_to_overwrite([path], overwrite)
+    wae = wae.eval()
+    fig, axes = plt.subplots(len(images), len(FIGURE_COLUMNS), squeeze=False, dpi=dpi,
+                             figsize=(len(FIGURE_COLUMNS) * panel_inches, len(images) * panel_inches * 0.75))
+    for row, (name, x) in enumerate(images.items()):
+        low, high = wae.encode(normalize(x)[None])
+        decoded_low = wae.decode_low(low, *x.shape[-2:])
+        both = denormalize((decoded_low + wae.decode_high(high, *x.shape[-2:]))[0]).clamp(0, 1)
+        low_only = denormalize(decoded_low[0]).clamp(0, 1)
+        panels = [(x, name), (contrast_stretch(low[0]), ''), (contrast_stretch(high[0]), ''),
+                  (both, f'{psnr(x, both):.2f} dB'), (low_only, f'{psnr(x, low_only):.2f} dB')]
+        for column, (panel, note) in enumerate(panels):
+            ax = axes[row, column]
+            ax.imshow(panel.permute(1, 2, 0).numpy(), interpolation='nearest')
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title((FIGURE_COLUMNS[column] + '\n' if row == 0 else '') + note, fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -106,16 +106,37 @@ def autoencoder_loss(
         x: torch.Tensor,
         y: Optional[torch.Tensor] = None,
         energy_weight: float = 1.0,
+        low_band_weight: float = 0.,
 ) -> Tuple[torch.Tensor, Dict[str, float]]:
     """Stage 1: ``L_t = ||I - I'||^2 + lambda ||I_H||^2`` of a :class:`WaveletLikeAutoEncoder` (``y`` unused).
 
-    ``wae`` may be wrapped in DDP (its forward returns ``(I_L, I_H, I')``).
+    ``low_band_weight`` (``mu``, 0 = the paper's loss) adds ``mu ||I - D_L(I_L)||^2``, a
+    reconstruction from the low band alone (summed per image, averaged over the batch, like
+    ``L_t``): it asks ``I_L`` to carry the image by itself, so that ``L_t``'s energy term cannot
+    be met by shrinking ``I_H`` while ``D_H`` amplifies it back. ``wae`` may be wrapped in DDP
+    (its forward returns ``(I_L, I_H, I')``) only for the paper's loss: the low-band term runs
+    the decoders outside that forward.
     """
     inner = unwrap(wae)
     if not isinstance(inner, WaveletLikeAutoEncoder):
         raise TypeError(f'stage 1 trains a WaveletLikeAutoEncoder, got {type(inner).__name__}')
-    low, high, reconstruction = wae(x)
-    loss = transform_loss(x, reconstruction, high, energy_weight)
+    batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    if low_band_weight == 0:
+        low, high, reconstruction = wae(x)
+        loss = transform_loss(x, reconstruction, high, energy_weight)
+        metrics = {}
+    else:
+        if inner is not wae:
+            raise ValueError(f'low_band_weight={low_band_weight} runs the WAE outside its forward: '
+                             'train it without DistributedDataParallel, or with low_band_weight=0')
+        low, high = inner.encode(x)
+        decoded_low = inner.decode_low(low, height, width)
+        decoded_high = inner.decode_high(high, height, width)
+        reconstruction = decoded_low + decoded_high
+        low_band_error = (x - decoded_low).pow(2).sum() / batch
+        loss = transform_loss(x, reconstruction, high, energy_weight) + low_band_weight * low_band_error
+        metrics = {'low_band': low_band_error.item(),
+                   'decoded_high_share': (decoded_high.detach().pow(2).sum() / reconstruction.detach().pow(2).sum()).item()}
     # the energy term alone tells whether I_H is being pushed towards zero
-    energy = high.detach().pow(2).sum().item() / x.shape[0]
-    return loss, {'loss': loss.item(), 'energy': energy}
+    energy = high.detach().pow(2).sum().item() / batch
+    return loss, {'loss': loss.item(), 'energy': energy, **metrics}

@@ -5,10 +5,14 @@ learning-rate schedule, batch size, epochs). The named recipes are in
 :data:`STAGE1_RECIPES`:
 
 - ``paper``: the paper's stage 1 (the default of ``wae-timm train-wae``);
-- ``photos``: the shipped ``photos`` weights (``tools/train_wae_photos.py``);
+- ``photos``: the shipped ``photos`` weights (``tools/train_wae_photos.py``), the paper's ``L_t``
+  plus a low-band term (``low_band_weight``);
 - ``fashion_mnist``: stage 1 of the Fashion-MNIST reproduction.
 
-Every recipe starts from the Xavier initialisation of :class:`WaveletLikeAutoEncoder`.
+:func:`train_autoencoder` trains the WAE it is given: the Xavier initialisation of
+:class:`WaveletLikeAutoEncoder` (the paper), or a fixed wavelet transform set into the same
+layers (:func:`wae_timm.train.wavelet_init.init_as_colour_wavelet`, how the shipped ``photos``
+weights start).
 The paper's learning rate is tiny on purpose: ``L_t`` sums squared errors over
 every pixel of each image (``3 x 224 x 224`` terms) instead of averaging them,
 so its gradients are about 1e5 times those of a per-pixel mean. The same
@@ -39,6 +43,7 @@ __all__ = [
 
 _OPTIMIZERS = ('sgd', 'adam')
 _SCHEDULES = ('step', 'cosine', 'constant')
+_DECODER_PREFIXES = ('decode_low.', 'decode_high.')
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,10 @@ class Stage1Recipe:
         decay_epochs, decay_rate: the step schedule.
         min_lr: the end of the cosine schedule.
         energy_weight: lambda of ``L_t``.
+        low_band_weight: ``mu`` of an extra term ``mu ||I - D_L(I_L)||^2`` (0: the paper's loss;
+            see :func:`~wae_timm.train.losses.autoencoder_loss`).
+        decoder_weight_decay: an L2 penalty on the decoder's parameters only, added to
+            ``weight_decay`` (0: none); it limits the gain ``D_H`` can apply to a shrunken ``I_H``.
         source: where the numbers come from.
     """
     optimizer: str
@@ -70,6 +79,8 @@ class Stage1Recipe:
     decay_rate: float = 0.1
     min_lr: float = 0.
     energy_weight: float = 1.0
+    low_band_weight: float = 0.
+    decoder_weight_decay: float = 0.
     source: str = ''
 
     def __post_init__(self) -> None:
@@ -82,6 +93,9 @@ class Stage1Recipe:
         if self.lr <= 0 or self.epochs < 0 or self.batch_size < 1:
             raise ValueError(f'a recipe needs lr > 0, epochs >= 0 and batch_size >= 1, got lr {self.lr}, '
                              f'epochs {self.epochs}, batch_size {self.batch_size}')
+        if self.low_band_weight < 0 or self.decoder_weight_decay < 0 or self.weight_decay < 0:
+            raise ValueError('low_band_weight, decoder_weight_decay and weight_decay must be >= 0, got '
+                             f'{self.low_band_weight}, {self.decoder_weight_decay}, {self.weight_decay}')
         object.__setattr__(self, 'decay_epochs', tuple(self.decay_epochs))
 
 
@@ -92,9 +106,10 @@ STAGE1_RECIPES: Dict[str, Stage1Recipe] = {
         source='Chen et al. 2018, stage 1: Xavier init, SGD momentum 0.9, weight decay 5e-4, batch 4, '
                'lr 1e-6 divided by 10 after 10 epochs (the authors trained about 20 ImageNet epochs)'),
     'photos': Stage1Recipe(
-        optimizer='adam', lr=1e-3, epochs=20, batch_size=8, schedule='cosine', min_lr=1e-5,
+        optimizer='adam', lr=3e-4, epochs=24, batch_size=8, schedule='cosine', min_lr=1e-5, low_band_weight=0.1,
         source='tools/train_wae_photos.py, which made the shipped photos weights (wae_timm/weights/photos.json '
-               'records their run: 200 epochs): Adam with a per-epoch cosine decay, for a short CPU run'),
+               'records their run): from the colour 6-band LeGall 5/3 transform (its --start), Adam with a per-epoch '
+               'cosine decay for a short CPU run, and the low-band term (mu = 0.1) so that I_L alone carries the image'),
     'fashion_mnist': Stage1Recipe(
         optimizer='adam', lr=1e-3, epochs=1, batch_size=32,
         source='the Fashion-MNIST reproduction (ReproductionConfig wae_lr, wae_epochs, wae_batch_size): Adam at a '
@@ -117,11 +132,16 @@ def create_autoencoder_optimizer(wae: nn.Module, recipe: Union[str, Stage1Recipe
     Returns ``(optimizer, scheduler)``; the scheduler is None for a constant learning rate.
     """
     recipe = resolve_stage1_recipe(recipe)
+    params = list(wae.named_parameters())
+    groups = [{'params': [p for n, p in params if not n.startswith(_DECODER_PREFIXES)],
+               'weight_decay': recipe.weight_decay},
+              {'params': [p for n, p in params if n.startswith(_DECODER_PREFIXES)],
+               'weight_decay': recipe.weight_decay + recipe.decoder_weight_decay}]
+    groups = [g for g in groups if g['params']]
     if recipe.optimizer == 'sgd':
-        optimizer = torch.optim.SGD(
-            wae.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        optimizer = torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     else:
-        optimizer = torch.optim.Adam(wae.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        optimizer = torch.optim.Adam(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.schedule == 'step':
         scheduler = MultiStepLRScheduler(optimizer, decay_t=list(recipe.decay_epochs), decay_rate=recipe.decay_rate)
     elif recipe.schedule == 'cosine':
@@ -171,7 +191,8 @@ def train_autoencoder(
         checkpointer = Checkpointer(checkpoint_dir, inner, optimizer, scheduler, checkpoint_every, config)
 
     def loss_fn(model, x, y):
-        return autoencoder_loss(model, x, y, energy_weight=recipe.energy_weight)
+        return autoencoder_loss(model, x, y, energy_weight=recipe.energy_weight,
+                                low_band_weight=recipe.low_band_weight)
 
     return fit(wae, loader, optimizer, epochs=recipe.epochs, loss_fn=loss_fn, lr_scheduler=scheduler,
                checkpointer=checkpointer, resume=resume, device=device, max_updates=max_updates,
