@@ -180,7 +180,8 @@ class WaveletLikeAutoEncoder(nn.Module):
     def encode(self, x: torch.Tensor) -> Decomposition:
         if self.to_bands is not None:
             return self._encode_merged(x)
-        shared = self.stem(_stem_layout(x))
+        # inference only: with autograd the stem keeps the input's layout (training is measured and tested that way)
+        shared = self.stem(x if torch.is_grad_enabled() else _stem_layout(x))
         if self.to_low is None:
             raise RuntimeError('this WaveletLikeAutoEncoder has neither to_low nor to_bands')
         low = _in_layout_of(x, self.to_low(shared))
@@ -205,7 +206,7 @@ class WaveletLikeAutoEncoder(nn.Module):
 
 # The 16-channel full-resolution maps are the encoder's largest tensors, and oneDNN runs these
 # convolutions about 1.6x (batch 1) to 2x (batch 32) faster NHWC than NCHW on CPU (measured, 1 thread):
-# the encoder (merged or not) runs its stem channels_last whatever the input's layout, and hands the bands back in
+# the encoder (merged, or unmerged without autograd) runs its stem channels_last whatever the input's layout, and hands the bands back in
 # the input's layout (6 x h x w values: a cheap copy), so the branches see what they expect. CUDA keeps
 # the input's layout (not measured there). Layout tests are control flow: fx keeps these calls as leaves.
 def _stem_layout(x: torch.Tensor) -> torch.Tensor:
