@@ -1,6 +1,8 @@
 """The stage-1 WAE weights shipped in the package, and the measures reported for them."""
 import csv
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,15 @@ def test_train_wae_photos_refuses_an_existing_name_before_training(monkeypatch, 
         tool['main'](['--name', NAME])  # the shipped weights exist
     assert exit_info.value.code == 2
     assert f'{NAME}.safetensors' in capsys.readouterr().err
+
+
+def test_eval_wae_refuses_to_overwrite_the_users_files(tmp_path):
+    """Issue 10 item 8: an existing --out CSV (or its PNG) is kept unless --overwrite, before any work."""
+    repo = Path(__file__).resolve().parents[1]
+    out, figure = tmp_path / 'mine.csv', tmp_path / 'mine.png'
+    out.write_text('my numbers\n')
+    figure.write_bytes(b'my picture')
+    result = subprocess.run([sys.executable, str(repo / 'tools' / 'eval_wae.py'), '--out', str(out)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and '--overwrite' in result.stderr and str(out) in result.stderr
+    assert out.read_text() == 'my numbers\n' and figure.read_bytes() == b'my picture'
