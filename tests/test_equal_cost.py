@@ -1,5 +1,4 @@
 """The equal-cost grid: resumable row by row, each row's numbers bound to its checkpoint, and its report."""
-import csv
 from dataclasses import replace
 
 import pytest

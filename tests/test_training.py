@@ -13,7 +13,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import wae_timm  # noqa: F401  (registers the models)
 from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights, transform_loss
 from wae_timm.data import FashionMNIST, ResumableSampler, find_photographs
-from wae_timm.files import atomic_write
+from wae_timm.files import atomic_write, write_csv
 from wae_timm.train import STAGE1_RECIPES, Stage1Recipe, create_autoencoder_optimizer, evaluate, \
     paper_loss, save_wae, train_autoencoder, train_one_epoch
 
@@ -199,3 +199,13 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, killed_half_way)
     assert torch.load(target, weights_only=True) == {'step': 1}
     assert [p.name for p in tmp_path.iterdir()] == ['last.pth.tar']
+
+
+def test_write_csv_takes_its_columns_and_leaves_missing_values_empty(tmp_path):
+    path = write_csv(tmp_path / 'rows.csv', [{'model': 'wae_resnet18', 'top1': 90.4}, {'model': 'resnet18'}],
+                     columns=('model', 'top1'))
+    assert path.read_text().splitlines() == ['model,top1', 'wae_resnet18,90.4', 'resnet18,']
+    assert write_csv(tmp_path / 'first.csv', [{'a': 1, 'b': 2}]).read_text().splitlines() == ['a,b', '1,2']
+    with pytest.raises(ValueError, match='first.csv'):
+        write_csv(tmp_path / 'first.csv', [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['first.csv', 'rows.csv']

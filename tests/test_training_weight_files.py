@@ -4,7 +4,6 @@ Loading paths: ``timm.create_model(..., checkpoint_path=F)``, ``wae-timm train -
 ``--resume`` (F = the run's ``last.pth.tar``) and the distillation teacher's ``--kd-pretrained-path F``.
 Bad files: empty, truncated, a pickle of arbitrary objects, random bytes, another architecture's weights.
 """
-import dataclasses
 import os
 import pickle
 import shutil

@@ -12,7 +12,6 @@ See wae_timm/experiments/equal_cost.py for every choice (GRID_CONFIG is the one 
 """
 import argparse
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import torch

@@ -5,12 +5,13 @@ result tables, figures) checks its outputs with :func:`refuse_to_overwrite`
 before any work, and writes each file with :func:`atomic_write`, so a run
 killed while saving leaves the previous file intact.
 """
+import csv
 import os
 import re
 from pathlib import Path
-from typing import Callable, Iterable, List, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Union
 
-__all__ = ['PathLike', 'atomic_write', 'refuse_to_overwrite', 'remove_stale_temporaries']
+__all__ = ['PathLike', 'atomic_write', 'write_csv', 'refuse_to_overwrite', 'remove_stale_temporaries']
 
 PathLike = Union[str, Path]
 
@@ -31,6 +32,24 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> Path:
         if temporary.exists():
             temporary.unlink()
     return path
+
+
+def write_csv(path: PathLike, records: Sequence[Mapping[str, Any]], columns: Optional[Sequence[str]] = None) -> Path:
+    """Write ``records`` as a CSV with a header, atomically (:func:`atomic_write`).
+
+    ``columns`` (default: the first record's keys) are the header; a record's missing value is an empty cell.
+    """
+    if columns is None:
+        if not records:
+            raise ValueError(f'write_csv({path}): no records and no columns: nothing to write a header from')
+        columns = list(records[0])
+
+    def write(tmp: str) -> None:
+        with open(tmp, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=list(columns))
+            writer.writeheader()
+            writer.writerows({c: record.get(c, '') for c in columns} for record in records)
+    return atomic_write(path, write)
 
 
 def refuse_to_overwrite(paths: Iterable[PathLike], overwrite: bool) -> None:

@@ -20,7 +20,6 @@ import csv
 import hashlib
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -34,7 +33,7 @@ from .reproduction import build_row_model, continue_from, measure_latency, row_e
     train_classifier, train_loader, train_stage1_wae
 from .reproduction_setup import GRID_ROWS, INPUT_SIZE, ReproductionConfig, RowSpec
 from ..data import FashionMNIST
-from ..files import atomic_write
+from ..files import write_csv
 from ..train import evaluate, save_wae
 
 __all__ = ['GRID_CONFIG', 'GRID_FILES', 'GRID_COLUMNS', 'COST_COLUMNS', 'grid_rows', 'read_rows', 'file_sha256', 'run_grid',
@@ -86,14 +85,7 @@ def _append_row(path: Path, columns: Sequence[str], record: Dict[str, Any]) -> N
     if existing and tuple(existing[0]) != tuple(columns):
         raise ValueError(f'{path} has columns {list(existing[0])}, expected {list(columns)}: '
                          'it was written by another version; move it away to start a new grid')
-
-    def write(tmp: str) -> None:
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(columns))
-            writer.writeheader()
-            writer.writerows(existing)
-            writer.writerow({c: record.get(c, '') for c in columns})
-    atomic_write(path, write)
+    write_csv(path, existing + [record], columns)
 
 
 def file_sha256(path: Path) -> str:
@@ -223,11 +215,5 @@ def measure_grid_costs(
                     gflops=count_flops(models[row.key], INPUT_SIZE).total / 1e9,
                     latency_ms=round(latencies[row.key], 3), latency_batch=config.latency_batch,
                     threads=torch.get_num_threads(), load_average=load) for row in selected]
-
-    def write(tmp: str) -> None:
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(COST_COLUMNS))
-            writer.writeheader()
-            writer.writerows(records)
-    atomic_write(path, write)
+    write_csv(path, records, COST_COLUMNS)
     return records

@@ -21,11 +21,10 @@ every variant once, starting one later than the round before), as the speed benc
 ``torch.profiler`` trace of these calls as well.
 """
 import copy
-import csv
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -35,8 +34,8 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..deploy.inference import prepare_for_inference
-from ..files import refuse_to_overwrite
-from .tables import markdown_table
+from ..files import refuse_to_overwrite, write_csv
+from .tables import dataclass_records, markdown_table
 
 __all__ = ['COMPONENTS', 'VARIANTS', 'ComponentRow', 'profile_components', 'profile_markdown', 'write_profile',
            'profile_paths']
@@ -292,10 +291,6 @@ def write_profile(rows: Sequence[ComponentRow], out_dir: Path, name: str, env: D
     paths = profile_paths(out_dir, name)
     refuse_to_overwrite(paths.values(), overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(paths['csv'], 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: f'{v:.4g}' if isinstance(v, float) else v for k, v in asdict(r).items()})
+    write_csv(paths['csv'], dataclass_records(rows))
     paths['md'].write_text(profile_markdown(rows, env, command) + '\n')
     return paths

@@ -19,7 +19,6 @@ same for every row) fit: :func:`plan_train_images` measures each row's time
 per training image on a few batches first.
 """
 import copy
-import csv
 import json
 import logging
 import os
@@ -46,7 +45,7 @@ from .speed import time_call
 from ..data import FashionMNIST
 from ..layers.autoencoder import WaveletLikeAutoEncoder
 from ..train import autoencoder_loss, evaluate, fit, paper_loss, save_wae, train_one_epoch
-from ..files import atomic_write, refuse_to_overwrite
+from ..files import atomic_write, refuse_to_overwrite, write_csv
 from ..models.wae import WAEWrapper
 
 __all__ = [
@@ -265,15 +264,6 @@ def save_classifier(model: nn.Module, path: Path, row: RowSpec, config: Reproduc
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
 
 
-def _write_csv(path: Path, records: Sequence[Dict[str, Any]]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
-    atomic_write(path, write)
-
-
 # ----------------------------------------------------------------------------- the run
 def _select_rows(names: Optional[Sequence[str]]) -> List[RowSpec]:
     if names is None:
@@ -357,9 +347,9 @@ def run_reproduction(
                                           top5=scores['top5']))
         # written after every row (costs are added at the end), so a run stopped early keeps its results
         results_dir.mkdir(parents=True, exist_ok=True)
-        _write_csv(files['results'], records)
+        write_csv(files['results'], records)
         if noise_records:
-            _write_csv(files['noise'], noise_records)
+            write_csv(files['noise'], noise_records)
 
     # cost last, every model measured under the same conditions
     latencies = measure_latency(trained, INPUT_SIZE, config.latency_batch, config.latency_repeats)
@@ -372,7 +362,7 @@ def run_reproduction(
                        load_average=', '.join(f'{v:.1f}' for v in os.getloadavg()),
                        run_minutes=(time.perf_counter() - start_time) / 60.)
 
-    _write_csv(files['results'], records)
+    write_csv(files['results'], records)
     markdown = format_markdown(records, noise_records, config, command, environment)
     atomic_write(files['markdown'], lambda tmp: Path(tmp).write_text(
         '# Reproduction on Fashion-MNIST\n\n' + markdown + '\n```json\n' + json.dumps(asdict(config), indent=1) +

@@ -3,10 +3,8 @@ in timm benchmark.py's columns (``*_timm.csv``, see :func:`~wae_timm.experiments
 markdown summary with the machine, the targets and an ablation table, and a PNG of fvcore GFLOPs against
 measured latency.
 """
-import csv
 import os
 import platform
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
@@ -15,8 +13,8 @@ import timm
 import torch
 
 from .speed import ABLATED_LABELS, EAGER, TimingRow, check_targets, timm_rows
-from .tables import markdown_table
-from ..files import refuse_to_overwrite
+from .tables import dataclass_records, markdown_table
+from ..files import refuse_to_overwrite, write_csv
 
 __all__ = ['cpu_model', 'environment', 'markdown_summary', 'plot_cost', 'result_paths', 'check_writable',
            'write_results']
@@ -159,16 +157,8 @@ def write_results(
         raise ValueError('write_results: no rows to write')
     paths = check_writable(out_dir, name, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(paths['csv'], 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: f'{v:.4g}' if isinstance(v, float) else v for k, v in asdict(r).items()})
-    with open(paths['timm_csv'], 'w', newline='') as f:
-        records = timm_rows(rows)
-        writer = csv.DictWriter(f, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
+    write_csv(paths['csv'], dataclass_records(rows))
+    write_csv(paths['timm_csv'], timm_rows(rows))
     header = '# Speed benchmark\n\n'
     paths['md'].write_text(header + markdown_summary(rows, env, final_steps, command) + '\n')
     plot_cost(rows, paths['png'], final_steps)

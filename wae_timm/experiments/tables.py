@@ -1,7 +1,8 @@
 """Markdown tables, the one renderer behind every table in results/ and in the model cards."""
-from typing import Any, Callable, Dict, Sequence
+from dataclasses import asdict
+from typing import Any, Callable, Dict, List, Sequence
 
-__all__ = ['markdown_table', 'records_table', 'plain_cell']
+__all__ = ['markdown_table', 'records_table', 'plain_cell', 'dataclass_records']
 
 
 def plain_cell(value: Any) -> str:
@@ -31,3 +32,8 @@ def records_table(records: Sequence[Dict[str, Any]], cell: Callable[[Any], str] 
     """Records of equal keys as a :func:`markdown_table`: the first record's keys are the header."""
     keys = list(records[0])
     return markdown_table(keys, [[record[key] for key in keys] for record in records], cell)
+
+
+def dataclass_records(rows: Sequence[Any]) -> List[Dict[str, Any]]:
+    """Dataclass instances as records for a results CSV, floats to 4 significant digits."""
+    return [{k: f'{v:.4g}' if isinstance(v, float) else v for k, v in asdict(row).items()} for row in rows]

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from ..files import PathLike, atomic_write
+from ..files import PathLike, write_csv
 from ..models.pretrained import PretrainedTag
 
 __all__ = [
@@ -135,13 +135,7 @@ def record_measurements(results_dir: PathLike, rows: Sequence[Dict[str, str]]) -
     kept = [r for r in read_measurements(results_dir) if _row_key(r) not in new]
     records = sorted(kept + list(new.values()), key=lambda r: (r['tag'], r['weights_sha256'], -int(r['images'])))
     path = Path(results_dir) / MEASUREMENTS_FILE
-
-    def write(tmp: str) -> None:
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(MEASUREMENT_COLUMNS))
-            writer.writeheader()
-            writer.writerows({c: r.get(c, '') for c in MEASUREMENT_COLUMNS} for r in records)
-    return atomic_write(path, write)
+    return write_csv(path, records, MEASUREMENT_COLUMNS)
 
 
 def find_measurement(results_dir: Optional[PathLike], tag_name: str, weights_sha256: str,
