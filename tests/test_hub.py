@@ -191,9 +191,9 @@ def test_read_checkpoint_is_safe_and_picks_ema(published, tmp_path):
 
     unsafe = tmp_path / 'unsafe.pth'
     torch.save({'state_dict': {'a': torch.zeros(1)}, 'payload': Payload()}, unsafe)
-    with pytest.raises(ValueError, match=r'unsafe\.pth with weights_only=True'):
+    with pytest.raises(CorruptWeightsError, match=r'unsafe\.pth is not a readable checkpoint.*only tensors are loaded'):
         read_checkpoint(unsafe)
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+    with pytest.raises(MissingWeightsError, match=r'nope\.pth does not exist'):
         read_checkpoint(tmp_path / 'nope.pth')
 
 

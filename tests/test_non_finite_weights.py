@@ -38,5 +38,5 @@ def test_wae_weights_with_inf_are_refused(tmp_path):
 def test_push_refuses_a_checkpoint_with_nan(tmp_path):
     path = tmp_path / 'checkpoint.pth.tar'
     torch.save({'state_dict': _with_nan(WaveletLikeAutoEncoder().state_dict(), 'to_low.bias')}, path)
-    with pytest.raises(ValueError, match=rf'checkpoint {path} holds NaN/Inf.*refusing to publish'):
+    with pytest.raises(CorruptWeightsError, match=rf'checkpoint to publish {path} holds NaN/Inf.*not a usable checkpoint'):
         read_checkpoint(path)

@@ -59,11 +59,12 @@ def _first_line(err: BaseException) -> str:
     return text[0][:200] if text else 'no message'
 
 
-def read_state_dict(path: PathLike, role: str) -> Dict[str, torch.Tensor]:
-    """The state dict in ``path``, read as timm reads a checkpoint (``state_dict``/``model``/EMA entries of a
-    training checkpoint, ``module.`` prefixes removed); every tensor finite, else the errors above."""
+def read_state_dict(path: PathLike, role: str, use_ema: bool = True) -> Dict[str, torch.Tensor]:
+    """The state dict in ``path``, read as timm reads a checkpoint (``state_dict``/``model`` entries of a
+    training checkpoint, its EMA weights when present and ``use_ema``, ``module.`` prefixes removed); every
+    tensor finite, else the errors above."""
     with reading_weights_file(path, role) as path:
-        state = timm_load_state_dict(str(path), use_ema=True, device='cpu', weights_only=True)
+        state = timm_load_state_dict(str(path), use_ema=use_ema, device='cpu', weights_only=True)
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CorruptWeightsError(f'{role} {path} holds no state dict (a mapping of parameter names to tensors), '
                                   f'got {type(state).__name__}')

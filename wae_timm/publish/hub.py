@@ -39,10 +39,11 @@ from huggingface_hub.file_download import repo_folder_name
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from timm import __version__ as timm_version
-from timm.models import load_state_dict, save_for_hf
+from timm.models import save_for_hf
 
 from ..layers.checks import non_finite_keys, state_dict_mismatch
 from ..files import PathLike, atomic_write
+from ..models.checkpoint_files import read_state_dict
 from ..models.pretrained import WEIGHTS_FILENAME, PretrainedTag, drop_decoder
 from ..models.wae import PRETRAINED_TAGS
 from .measurements import MEASURABLE_DATASETS, find_results_dir, measure_weights, record_measurements, \
@@ -82,26 +83,10 @@ def read_checkpoint(path: PathLike, use_ema: bool = True) -> Dict[str, torch.Ten
     ``.pth`` files are read with ``weights_only=True``. With ``use_ema`` the EMA
     weights are taken when the checkpoint has them. Everything but the model
     weights (optimizer, scheduler, args) is left behind; DDP / torch.compile
-    prefixes are removed.
+    prefixes are removed. An unusable file raises the errors every loading path
+    raises (:func:`~wae_timm.models.checkpoint_files.read_state_dict`), naming it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
-    try:
-        state_dict = load_state_dict(str(path), use_ema=use_ema, weights_only=True)
-    except SafetensorError as err:
-        raise ValueError(f'checkpoint {path} is not a readable safetensors file: {err}') from err
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f'cannot read checkpoint {path} with weights_only=True: {err}') from err
-    tensors = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
-    if not tensors or len(tensors) != len(state_dict):
-        raise ValueError(f'checkpoint {path} does not hold a state dict of tensors '
-                         f'(found {len(tensors)} tensors among {len(state_dict)} entries)')
-    broken = non_finite_keys(tensors)
-    if broken:
-        raise ValueError(f'checkpoint {path} holds NaN/Inf values in {len(broken)} tensors {broken[:3]}: '
-                         'refusing to publish it')
-    return tensors
+    return read_state_dict(path, 'checkpoint to publish', use_ema=use_ema)
 
 
 def strip_training_state(state_dict: Mapping[str, torch.Tensor], keep_decoder: bool) -> Dict[str, torch.Tensor]:
