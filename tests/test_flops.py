@@ -1,6 +1,8 @@
 """FLOP counting: hand-computed counts, handles for the ops fvcore skips, WAE components, the report and its CLI."""
 import csv
 import io
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -126,3 +128,10 @@ def test_cli_refuses_to_overwrite(tmp_path, capsys):
         cli_main(['flops', 'resnet18@64', '--output', str(existing)])
     assert exit_info.value.code == 2 and 'pass --overwrite' in capsys.readouterr().err
     assert existing.read_text() == 'mine'
+
+
+def test_importing_the_flop_report_shows_no_warning_of_fvcore():
+    """fvcore's import-time jit.script would put a deprecation warning on every demo and report."""
+    result = subprocess.run([sys.executable, '-W', 'error::FutureWarning', '-c', 'import wae_timm.experiments.flops'],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -23,15 +23,21 @@ on its own to count it apart.
 import csv
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
 import torch.nn as nn
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import elementwise_flop_counter
 from tqdm import tqdm
+
+with warnings.catch_warnings():
+    # fvcore scripts a loss of its own at import, which torch 2.14 answers with a deprecation warning that
+    # every user of the demo and the FLOP report would see and none can act on
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import elementwise_flop_counter
 
 from .tables import records_table
 from ..models.baselines import BASELINE_MODEL_ARGS
