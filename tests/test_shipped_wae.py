@@ -1,6 +1,7 @@
 """The stage-1 WAE weights shipped in the package, and the measures reported for them."""
 import csv
 import dataclasses
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,8 @@ from wae_timm import WAEWrapper
 from wae_timm.layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
 from wae_timm.data.photographs import HELD_OUT_PHOTOGRAPHS, PHOTOGRAPH_SOURCES, PhotoCrops, find_photographs, \
     load_photograph, normalize, photograph_name, split_photographs
-from wae_timm.experiments.reconstruction import evaluate_bicubic, evaluate_colour_6band, evaluate_wae, \
-    evaluate_wavelet, rescale_high_band
+from wae_timm.experiments.reconstruction import INTERIOR_BORDER, MEASURES, evaluate_bicubic, evaluate_colour_6band, \
+    evaluate_wae, evaluate_wavelet, psnr, rescale_high_band
 from wae_timm.experiments.shipped_wae import shipped_provenance, train_on_photographs
 from wae_timm.layers.autoencoder import transform_loss
 from wae_timm.train import STAGE1_RECIPES
@@ -87,6 +88,16 @@ def test_baselines_measure_what_they_claim():
     assert wavelet['psnr_low_only_db'] < wavelet['psnr_both_db'] and 0 < wavelet['high_energy_share'] < 1
     smooth = torch.linspace(0, 1, 48).expand(3, 32, 48).contiguous()
     assert evaluate_bicubic(smooth)['psnr_low_only_db'] > evaluate_bicubic(x)['psnr_low_only_db'] + 10
+
+
+def test_interior_psnr_leaves_out_the_border_of_every_method():
+    x = torch.rand(3, 32, 48)
+    damaged = x.clone()
+    damaged[:, :INTERIOR_BORDER] = 0  # wrong only along the top border
+    assert psnr(x, damaged) < 20 and psnr(x, damaged, INTERIOR_BORDER) == math.inf
+    for evaluate in (evaluate_wavelet, evaluate_colour_6band, evaluate_bicubic,
+                     lambda image: evaluate_wae(WaveletLikeAutoEncoder(), image)):
+        assert set(MEASURES) <= set(evaluate(x))
 
 
 def test_colour_6band_keeps_grey_exactly_and_drops_chroma_details():

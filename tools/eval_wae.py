@@ -9,7 +9,6 @@ and bicubic x2 down/up (wae_timm.experiments.reconstruction). The PNG is the pap
 (input, I_L, I_H, reconstruction, D_L(I_L) alone) for three of them.
 """
 import argparse
-import csv
 import math
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from wae_timm.data.photographs import EVAL_SHORT_SIDE, HELD_OUT_PHOTOGRAPHS, loa
 from wae_timm.experiments.reconstruction import evaluate_images, summary
 from wae_timm.experiments.shipped_wae import render_reconstruction_figure
 from wae_timm.experiments.tables import records_table
+from wae_timm.files import write_csv
 from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
 
 # the Fig. 4 rows: a macro shot (mate-backgrounds), boats at sunset and a forest (plasma-workspace-wallpapers)
@@ -56,11 +56,7 @@ def main(argv=None) -> int:
         print(f'note: held-out photographs {missing} are not installed (bash tools/setup.sh --photographs); '
               'the means below leave them out', file=sys.stderr)
     rows = evaluate_images(images, wae.eval(), wae_label=f'wae ({args.weights})')
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open('w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
     shown = {n: images[n] for n in FIGURE_PHOTOGRAPHS if n in images} or dict(list(images.items())[:3])
     render_reconstruction_figure(wae, shown, figure, overwrite=True)
     print(records_table([{k: v for k, v in r.items() if k not in ('height', 'width')} for r in summary(rows)], _cell))

@@ -8,6 +8,9 @@ For an image ``x`` in [0, 1] (``[3, H, W]``, ``H`` and ``W`` even):
 - ``psnr_low_only_db``: PSNR of the reconstruction from the low band alone (WAE: the decoder
   with ``I_H = 0``; wavelet: the inverse DWT of ``cA`` with zero details; bicubic: the
   half-resolution image upsampled back).
+- ``psnr_both_interior_db``, ``psnr_low_only_interior_db``: the same without the outer
+  :data:`INTERIOR_BORDER` pixels of each side, which tells what the image borders cost (the
+  WAE's layers pad with zeros; the wavelets here extend the image periodically).
 - ``high_energy_share``: ``||high||^2 / (||low||^2 + ||high||^2)`` of the bands the front end
   produces from the normalised image the models see (WAE: ``I_H`` vs ``I_L``; wavelet: the
   three detail bands vs ``cA``), i.e. how little the high branch has to carry.
@@ -38,15 +41,28 @@ from ..train.wavelet_init import LUMA_WEIGHTS
 from ..data.photographs import denormalize, normalize
 
 __all__ = ['psnr', 'energy_share', 'evaluate_wae', 'evaluate_wavelet', 'evaluate_colour_6band', 'evaluate_bicubic',
-           'evaluate_images', 'rescale_high_band', 'MEASURES', 'WAVELET']
+           'evaluate_images', 'rescale_high_band', 'MEASURES', 'INTERIOR_BORDER', 'WAVELET']
 
-MEASURES = ('psnr_both_db', 'psnr_low_only_db', 'high_energy_share', 'high_decoded_share')
+MEASURES = ('psnr_both_db', 'psnr_low_only_db', 'psnr_both_interior_db', 'psnr_low_only_interior_db',
+            'high_energy_share', 'high_decoded_share')
+INTERIOR_BORDER = 8
 
 
-def psnr(reference: torch.Tensor, estimate: torch.Tensor) -> float:
-    """PSNR in dB of ``estimate`` (clipped to [0, 1]) against ``reference`` in [0, 1]."""
+def psnr(reference: torch.Tensor, estimate: torch.Tensor, border: int = 0) -> float:
+    """PSNR in dB of ``estimate`` (clipped to [0, 1]) against ``reference`` in [0, 1], leaving out ``border``
+    pixels on each side."""
+    if border:
+        reference, estimate = reference[..., border:-border, border:-border], estimate[..., border:-border, border:-border]
     mse = (reference.double() - estimate.double().clamp(0., 1.)).pow(2).mean().item()
     return math.inf if mse == 0 else 10. * math.log10(1. / mse)
+
+
+def _psnrs(x: torch.Tensor, both: Optional[torch.Tensor], low_only: torch.Tensor) -> Dict[str, float]:
+    """The four PSNR measures of a method's two reconstructions (``both=None``: it has no high band)."""
+    return dict(
+        psnr_both_db=math.nan if both is None else psnr(x, both), psnr_low_only_db=psnr(x, low_only),
+        psnr_both_interior_db=math.nan if both is None else psnr(x, both, INTERIOR_BORDER),
+        psnr_low_only_interior_db=psnr(x, low_only, INTERIOR_BORDER))
 
 
 def energy_share(low: torch.Tensor, high: torch.Tensor) -> float:
@@ -65,7 +81,7 @@ def evaluate_wae(wae: WaveletLikeAutoEncoder, x: torch.Tensor) -> Dict[str, floa
     decoded_high = wae.decode_high(high, height, width)
     reconstruction = decoded_low + decoded_high
     return dict(
-        psnr_both_db=psnr(x, denormalize(reconstruction[0])), psnr_low_only_db=psnr(x, denormalize(decoded_low[0])),
+        **_psnrs(x, denormalize(reconstruction[0]), denormalize(decoded_low[0])),
         high_energy_share=energy_share(low, high),
         high_decoded_share=(decoded_high.double().pow(2).sum() / reconstruction.double().pow(2).sum()).item())
 
@@ -82,8 +98,7 @@ def evaluate_wavelet(x: torch.Tensor) -> Dict[str, float]:
     low_only = pywt.idwt2((approx, (None, None, None)), WAVELET, mode='periodization', axes=(-2, -1))
     n_approx, n_details = _dwt(normalize(x).double().numpy())
     return dict(
-        psnr_both_db=psnr(x, torch.from_numpy(both)),
-        psnr_low_only_db=psnr(x, torch.from_numpy(low_only)),
+        **_psnrs(x, torch.from_numpy(both), torch.from_numpy(low_only)),
         high_energy_share=energy_share(torch.from_numpy(n_approx), torch.from_numpy(np.stack(n_details))),
         high_decoded_share=math.nan)
 
@@ -106,7 +121,7 @@ def evaluate_colour_6band(x: torch.Tensor) -> Dict[str, float]:
     luma_std = float(np.dot(LUMA_WEIGHTS, IMAGENET_DEFAULT_STD))
     _, n_details = _dwt(_luma(image) / luma_std)
     return dict(
-        psnr_both_db=psnr(x, torch.from_numpy(both)), psnr_low_only_db=psnr(x, torch.from_numpy(low_only)),
+        **_psnrs(x, torch.from_numpy(both), torch.from_numpy(low_only)),
         high_energy_share=energy_share(torch.from_numpy(n_approx), torch.from_numpy(np.stack(n_details))),
         high_decoded_share=math.nan)
 
@@ -116,8 +131,7 @@ def evaluate_bicubic(x: torch.Tensor) -> Dict[str, float]:
     height, width = x.shape[-2:]
     half = F.interpolate(x[None], size=(height // 2, width // 2), mode='bicubic', antialias=True, align_corners=False)
     back = F.interpolate(half, size=(height, width), mode='bicubic', align_corners=False)[0]
-    return dict(psnr_both_db=math.nan, psnr_low_only_db=psnr(x, back), high_energy_share=math.nan,
-                high_decoded_share=math.nan)
+    return dict(**_psnrs(x, None, back), high_energy_share=math.nan, high_decoded_share=math.nan)
 
 
 def evaluate_images(
