@@ -346,7 +346,6 @@ def run_reproduction(
                 noise_records.append(dict(key=row.key, label=row.label, variance=variance, top1=scores['top1'],
                                           top5=scores['top5']))
         # written after every row (costs are added at the end), so a run stopped early keeps its results
-        results_dir.mkdir(parents=True, exist_ok=True)
         write_csv(files['results'], records)
         if noise_records:
             write_csv(files['noise'], noise_records)
