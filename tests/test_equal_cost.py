@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from wae_timm.data import FASHION_MNIST_DIR
-from wae_timm.experiments.equal_cost import GRID_CONFIG, GRID_FILES, file_sha256, grid_rows, read_rows, run_grid
+from wae_timm.experiments.equal_cost import GRID_CONFIG, GRID_FILES, file_sha256, forget_rows, grid_rows, read_rows, \
+    run_grid
 from wae_timm.experiments.equal_cost_report import REPORT_FILES, RowSummary, verdict, write_grid_report
 from wae_timm.experiments.reproduction import ResizedInput, build_row_model
 from wae_timm.experiments.reproduction_setup import GRID_ROWS, SWEEP_RESOLUTIONS
@@ -65,3 +66,23 @@ def test_grid_resumes_row_by_row_and_binds_numbers_to_checkpoints(tmp_path):
 def test_report_refuses_an_empty_grid(tmp_path):
     with pytest.raises(FileNotFoundError, match='no finished rows'):
         write_grid_report(tmp_path)
+
+
+@needs_fashion_mnist
+def test_grid_refuses_rows_of_another_schedule_until_they_are_forgotten(tmp_path):
+    config = replace(GRID_CONFIG, epochs=1, finetune_epochs=1, train_images=32, test_images=32, batch_size=32,
+                     wae_batch_size=32, latency_repeats=1, latency_batch=2)
+    results, checkpoints = tmp_path / 'results', tmp_path / 'ckpt'
+    run_grid(config, [0], results, checkpoints, rows=['wae_stage3', 'backbone_16'], progress=False)
+    before = (results / GRID_FILES['results']).read_bytes()
+    changed = replace(config, finetune_lr=config.finetune_lr * 10)
+    with pytest.raises(ValueError, match=r'wae_stage3 seed 0: lr 0.0001 \(now 0.001\)'):
+        run_grid(changed, [0], results, checkpoints, rows=['wae_stage3'], progress=False)
+    assert (results / GRID_FILES['results']).read_bytes() == before  # nothing trained, nothing written
+    # forgetting stage 2 forgets what continued it; other rows and seeds stay
+    forgotten = forget_rows(results, ['wae_stage2'], [0, 1])
+    assert sorted(r['key'] for r in forgotten) == ['wae_stage2', 'wae_stage3']
+    assert [r['key'] for r in read_rows(results / GRID_FILES['results'])] == ['backbone_16']
+    assert read_rows(results / GRID_FILES['noise']) == []
+    retrained = run_grid(changed, [0], results, checkpoints, rows=['wae_stage3'], progress=False)
+    assert [(r['key'], r['lr']) for r in retrained] == [('wae_stage2', config.lr), ('wae_stage3', 0.001)]

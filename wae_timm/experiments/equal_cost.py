@@ -37,7 +37,7 @@ from ..files import write_csv
 from ..train import evaluate, save_wae
 
 __all__ = ['GRID_CONFIG', 'GRID_FILES', 'GRID_COLUMNS', 'COST_COLUMNS', 'grid_rows', 'read_rows', 'file_sha256', 'run_grid',
-           'measure_grid_costs']
+           'forget_rows', 'measure_grid_costs']
 
 _logger = logging.getLogger(__name__)
 
@@ -51,9 +51,12 @@ GRID_COLUMNS = ('key', 'label', 'seed', 'top1', 'top5', 'loss', 'train_loss', 'e
 NOISE_COLUMNS = ('key', 'label', 'seed', 'variance', 'top1', 'top5')
 COST_COLUMNS = ('key', 'label', 'params_m', 'gflops', 'latency_ms', 'latency_batch', 'threads', 'load_average')
 # The grid's one schedule, the same for every row: 5 epochs of SGD (warm-up + cosine, batch 128, lr 0.05)
-# from scratch; stage 3 and its control continue the 5-epoch stage-2 model for 1 epoch at lr 0.005.
+# from scratch; stage 3 and its control continue the 5-epoch stage-2 model for 1 epoch at the paper's
+# stage-3 lr, 1e-4 (a 50x larger lr, 0.005, sent L_t to inf on one seed of three).
 # Five epochs: the backbone at 32 px gains <0.5 points in its last epoch (top1_per_epoch of backbone_32).
-GRID_CONFIG = ReproductionConfig(epochs=5, finetune_epochs=1, batch_size=128, lr=0.05)
+GRID_CONFIG = ReproductionConfig(epochs=5, finetune_epochs=1, batch_size=128, lr=0.05, finetune_lr=1e-4)
+# what a finished row records of the schedule it was trained with; a rerun refuses rows trained otherwise
+SCHEDULE_COLUMNS = ('epochs', 'lr', 'gamma', 'batch_size', 'train_images')
 # rows whose test accuracy is measured after every epoch: the evidence for how near the plateau the schedule ends
 CURVE_ROWS = ('backbone_32',)
 
@@ -108,6 +111,53 @@ def _load_parent(row: RowSpec, config: ReproductionConfig, path: Path, wae_path:
     return model
 
 
+def _schedule(row: RowSpec, config: ReproductionConfig, train_images: int) -> Dict[str, Any]:
+    return dict(epochs=row_epochs(row, config), lr=config.finetune_lr if row.stage == 'continue' else config.lr,
+                gamma=config.gamma if row.use_gamma else 0., batch_size=config.batch_size, train_images=train_images)
+
+
+def _refuse_other_schedules(results_path: Path, recorded: Sequence[Dict[str, str]], rows: Sequence[RowSpec],
+                            seeds: Sequence[int], config: ReproductionConfig, train_images: int) -> None:
+    # a grid mixing schedules would average incomparable numbers: name every such row before training any
+    selected = {r.key: r for r in rows}
+    stale = []
+    for record in recorded:
+        row = selected.get(record['key'])
+        if row is None or int(record['seed']) not in seeds:
+            continue
+        expected = _schedule(row, config, train_images)
+        differs = [f'{k} {record[k]} (now {v})' for k, v in expected.items() if float(record[k]) != float(v)]
+        if differs:
+            stale.append(f"{record['key']} seed {record['seed']}: {', '.join(differs)}")
+    if stale:
+        raise ValueError(f'{results_path} has rows trained with another schedule than this grid\'s: '
+                         + '; '.join(stale) + '. Forget them (tools/equal_cost_fashion_mnist.py forget --rows ... '
+                         '--seeds ...) to train them again with this schedule.')
+
+
+def forget_rows(results_dir: Path, rows: Sequence[str], seeds: Sequence[int]) -> List[Dict[str, str]]:
+    """Remove the finished (row, seed) records of ``rows`` x ``seeds`` from the grid's CSVs; return those removed.
+
+    Rows that continue a forgotten row (stage 3 and the control continue stage 2) are
+    forgotten with it, since their numbers came from the parent's old weights. Their noise
+    rows go too. Checkpoints are left on disk; the next ``run_grid`` trains the rows again
+    and replaces them.
+    """
+    keys = {r.key for r in grid_rows(rows)} & set(rows)
+    keys |= {r.key for r in GRID_ROWS if r.parent in keys}
+    seeds = set(seeds)
+    removed: List[Dict[str, str]] = []
+    for name, columns in (('results', GRID_COLUMNS), ('noise', NOISE_COLUMNS)):
+        path = Path(results_dir) / GRID_FILES[name]
+        recorded = read_rows(path)
+        kept = [r for r in recorded if not (r['key'] in keys and int(r['seed']) in seeds)]
+        if len(kept) != len(recorded):
+            write_csv(path, kept, columns)
+        if name == 'results':
+            removed = [r for r in recorded if r not in kept]
+    return removed
+
+
 def _row_seed(seed: int, row: RowSpec) -> int:
     # independent of which rows a piece runs, so a row trains the same whether run alone or in the grid
     return 1000 * seed + [r.key for r in GRID_ROWS].index(row.key)
@@ -133,9 +183,11 @@ def run_grid(
     results_dir, checkpoint_dir = Path(results_dir), Path(checkpoint_dir)
     selected = grid_rows(rows)
     results_path, noise_path = results_dir / GRID_FILES['results'], results_dir / GRID_FILES['noise']
-    finished = {(r['key'], int(r['seed'])) for r in read_rows(results_path)}
+    recorded = read_rows(results_path)
     # the whole split unless a test asks for a small, fixed slice
     train_indices = list(range(config.train_images or 60000))
+    _refuse_other_schedules(results_path, recorded, selected, seeds, config, len(train_indices))
+    finished = {(r['key'], int(r['seed'])) for r in recorded}
     test_set = FashionMNIST('test', normalize=False,
                             indices=None if config.test_images is None else list(range(config.test_images)))
     new_records: List[Dict[str, Any]] = []
@@ -171,9 +223,7 @@ def run_grid(
             checkpoint = save_classifier(model, seed_dir / f'{row.key}.safetensors', row, config)
             record = dict(
                 key=row.key, label=row.label, seed=seed, top1=result['top1'], top5=result['top5'], loss=result['loss'],
-                train_loss=metrics.get('loss', float('nan')), epochs=row_epochs(row, config),
-                lr=config.finetune_lr if row.stage == 'continue' else config.lr,
-                gamma=config.gamma if row.use_gamma else 0., batch_size=config.batch_size, train_images=len(train_indices),
+                train_loss=metrics.get('loss', float('nan')), **_schedule(row, config, len(train_indices)),
                 train_seconds=round(metrics['train_seconds'], 1), top1_per_epoch=' '.join(f'{v:.2f}' for v in curve),
                 load_average=' '.join(f'{v:.1f}' for v in os.getloadavg()),
                 weights_sha256=file_sha256(checkpoint), checkpoint=str(checkpoint))
