@@ -19,7 +19,7 @@ from wae_timm.experiments.reconstruction import evaluate_images, summary
 from wae_timm.experiments.shipped_wae import render_reconstruction_figure
 from wae_timm.experiments.tables import records_table
 from wae_timm.files import write_csv
-from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights
+from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder, load_wae_weights, weights_padding_mode
 
 # the Fig. 4 rows: a macro shot (mate-backgrounds), boats at sunset and a forest (plasma-workspace-wallpapers)
 FIGURE_PHOTOGRAPHS = ('LadyBird.jpg', 'EveningGlow', 'Path')
@@ -44,8 +44,8 @@ def main(argv=None) -> int:
     if existing and not args.overwrite:
         parser.error(f'{" and ".join(existing)} exist: pass --overwrite to replace them')
 
-    wae = WaveletLikeAutoEncoder()
     try:
+        wae = WaveletLikeAutoEncoder(padding_mode=weights_padding_mode(args.weights))
         load_wae_weights(wae, args.weights)
     except (FileNotFoundError, ValueError) as err:
         parser.error(f'--weights: {err}')

@@ -20,7 +20,7 @@ from wae_timm.data.photographs import PHOTOGRAPH_SOURCES, find_all_photographs, 
 from wae_timm.experiments.shipped_wae import STARTS, history_summary, ship_weights, shipped_paths, \
     shipped_provenance, train_on_photographs
 from wae_timm.files import refuse_to_overwrite
-from wae_timm.layers.autoencoder import WaveletLikeAutoEncoder
+from wae_timm.layers.autoencoder import PADDING_MODES, WaveletLikeAutoEncoder
 from wae_timm.train.wavelet_init import init_as_colour_wavelet
 from wae_timm.train.stage1 import STAGE1_RECIPES
 
@@ -47,7 +47,9 @@ def main(argv=None) -> int:
                         help='initial weights: the paper\'s Xavier noise or the colour 6-band CDF 9/7 transform')
     parser.add_argument('--start-wavelet', default=START_WAVELET,
                         help='the PyWavelets wavelet of --start colour_wavelet (filters of at most 9 taps); '
-                             'LeGall 5/3 by default, which loses less than CDF 9/7 at the zero-padded borders')
+                             'LeGall 5/3 by default, which loses less than CDF 9/7 at zero-padded borders')
+    parser.add_argument('--padding', choices=PADDING_MODES, default=RECIPE.padding_mode,
+                        help='how the WAE\'s layers pad (reflect: no loss at the image borders for the wavelet start)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--init', default=None,
                         help='continue from these weights (shipped name or .safetensors); their provenance is kept')
@@ -71,11 +73,12 @@ def main(argv=None) -> int:
                     crop=args.crop, lr=args.lr, min_lr=args.min_lr, energy_weight=args.energy_weight,
                     low_band_weight=args.low_band_weight, decoder_weight_decay=args.decoder_weight_decay,
                     start=args.start, start_wavelet=args.start_wavelet if args.start == 'colour_wavelet' else None,
-                    seed=args.seed)
+                    padding_mode=args.padding, seed=args.seed)
     earlier = shipped_provenance(args.init) if args.init and not args.init.endswith('.safetensors') else None
     recipe = dataclasses.replace(RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  min_lr=args.min_lr, energy_weight=args.energy_weight,
-                                 low_band_weight=args.low_band_weight, decoder_weight_decay=args.decoder_weight_decay)
+                                 low_band_weight=args.low_band_weight, decoder_weight_decay=args.decoder_weight_decay,
+                                 padding_mode=args.padding)
     wae, history = train_on_photographs(training, recipe, crops_per_epoch=args.crops_per_epoch, crop=args.crop,
                                         seed=args.seed, init=args.init, start=args.start,
                                         start_wavelet=args.start_wavelet,

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
                      len(dataset), roots, len(loader), context.world_size)
         _logger.info('recipe %s: %s', args.recipe, recipe)
 
-    wae = WaveletLikeAutoEncoder(in_chans=3).to(context.device)
+    wae = WaveletLikeAutoEncoder(in_chans=3, padding_mode=recipe.padding_mode).to(context.device)
     summary = checkpoint_dir / SUMMARY_CSV
     if args.overwrite and not args.resume and context.is_primary:
         clear_run(checkpoint_dir)  # last: everything above was accepted; the old output is replaced only at the end

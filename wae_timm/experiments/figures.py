@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 
-from ..layers.autoencoder import WAE_PREFIX, WaveletLikeAutoEncoder, load_wae_weights, strip_wae_prefix
+from ..layers.autoencoder import WAE_PREFIX, WaveletLikeAutoEncoder, load_wae_weights, strip_wae_prefix, \
+    weights_padding_mode
 from ..files import refuse_to_overwrite
 
 __all__ = ['contrast_stretch', 'load_front_end', 'decomposition_panels', 'render_decomposition_figure',
@@ -48,7 +49,8 @@ def load_front_end(path: Union[str, Path]) -> WaveletLikeAutoEncoder:
     """A WAE encoder (with its decoder if the checkpoint has one) from a ``.safetensors`` file.
 
     The file may hold a stage-1 WAE or a whole classifier (keys under ``wae.``);
-    the input channels and the presence of a decoder are read from the keys.
+    the input channels and the presence of a decoder are read from the keys, the padding from
+    the file's record (:func:`~wae_timm.layers.autoencoder.weights_padding_mode`).
     """
     path = Path(path)
     if path.suffix != '.safetensors' or not path.is_file():
@@ -59,7 +61,7 @@ def load_front_end(path: Union[str, Path]) -> WaveletLikeAutoEncoder:
             raise ValueError(f"{path} holds no WAE encoder (no 'stem.0.weight' key, alone or under {WAE_PREFIX!r})")
         in_chans = int(f.get_slice(wae_keys['stem.0.weight']).get_shape()[1])
     has_decoder = any(k.startswith('decode_') for k in wae_keys)
-    wae = WaveletLikeAutoEncoder(in_chans=in_chans, with_decoder=has_decoder)
+    wae = WaveletLikeAutoEncoder(in_chans=in_chans, with_decoder=has_decoder, padding_mode=weights_padding_mode(path))
     load_wae_weights(wae, path)
     return wae.eval()
 

@@ -62,7 +62,7 @@ def train_on_photographs(
     if start not in STARTS:
         raise ValueError(f'start must be one of {STARTS}, got {start!r}')
     torch.manual_seed(seed)
-    wae = WaveletLikeAutoEncoder()
+    wae = WaveletLikeAutoEncoder(padding_mode=recipe.padding_mode)
     if init:
         load_wae_weights(wae, init)
     elif start == 'colour_wavelet':

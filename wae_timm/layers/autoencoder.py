@@ -22,6 +22,13 @@ convolution per branch; per decoder branch a 4x4 stride-2 transposed
 convolution followed by three 3x3 convolutions (16, 16, 3 channels). There is
 no normalisation inside the WAE (the authors confirmed it); the BatchNorms on
 ``I_L``/``I_H`` belong to the classifier and live in :class:`WAEWrapper`.
+
+Every layer pads by one pixel, with zeros (the paper's Caffe layers; the default) or by
+reflection (``padding_mode='reflect'``). Reflection is what a symmetric wavelet does at an image
+border: the seven layers between the image and its reconstruction each lose what they would
+have read outside the image when padding with zeros, which costs a wavelet-like WAE about 4 dB
+of reconstruction on photographs of 256 px (``results/wae_photos.md``). The padding is part of
+the architecture: saved weights record it, and loading refuses weights of the other padding.
 """
 import warnings
 from pathlib import Path
@@ -31,20 +38,24 @@ import torch
 import torch.nn as nn
 import torch.fx
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from .checks import non_finite_keys, state_dict_mismatch
 
 __all__ = [
     'WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss', 'load_wae_weights', 'optional_part_keys',
-    'strip_wae_prefix', 'SHIPPED_WEIGHTS_DIR', 'WAE_PREFIX',
+    'strip_wae_prefix', 'weights_padding_mode', 'SHIPPED_WEIGHTS_DIR', 'WAE_PREFIX', 'PADDING_MODES',
+    'PADDING_METADATA_KEY',
 ]
 
 # stage-1 WAE weights that ship inside the package, loadable by name
 SHIPPED_WEIGHTS_DIR = Path(__file__).parent.parent / 'weights'
 # where a whole model (WAEWrapper) keeps its WAE's state-dict keys
 WAE_PREFIX = 'wae.'
+# how every layer of the WAE pads its input; weights files record theirs under this metadata key
+PADDING_MODES = ('zeros', 'reflect')
+PADDING_METADATA_KEY = 'padding_mode'
 
 
 class Decomposition(NamedTuple):
@@ -53,8 +64,8 @@ class Decomposition(NamedTuple):
     high: torch.Tensor
 
 
-def _conv3x3(in_chs: int, out_chs: int, stride: int = 1, **dd: Any) -> nn.Conv2d:
-    return nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1, **dd)
+def _conv3x3(in_chs: int, out_chs: int, stride: int = 1, padding_mode: str = 'zeros', **dd: Any) -> nn.Conv2d:
+    return nn.Conv2d(in_chs, out_chs, kernel_size=3, stride=stride, padding=1, padding_mode=padding_mode, **dd)
 
 
 class _Upsampler(nn.Module):
@@ -63,18 +74,26 @@ class _Upsampler(nn.Module):
     The 4x4 stride-2 transposed convolution doubles the size exactly; the
     result is cropped to the target size before the refining convolutions so
     that odd input sizes reconstruct at their own size and no work is spent on
-    the extra row/column.
+    the extra row/column. With ``padding_mode='reflect'`` its input is first
+    extended by one reflected pixel on each side (PyTorch's transposed
+    convolutions only pad with zeros), which moves the output by 2 pixels: the
+    crop starts there.
     """
 
-    def __init__(self, in_chs: int = 3, width: int = 16, out_chs: int = 3, **dd: Any) -> None:
+    def __init__(self, in_chs: int = 3, width: int = 16, out_chs: int = 3, padding_mode: str = 'zeros',
+                 **dd: Any) -> None:
         super().__init__()
+        self.reflect = padding_mode == 'reflect'
         self.up = nn.ConvTranspose2d(in_chs, width, kernel_size=4, stride=2, padding=1, **dd)
-        self.conv1 = _conv3x3(width, width, **dd)
-        self.conv2 = _conv3x3(width, width, **dd)
-        self.conv3 = _conv3x3(width, out_chs, **dd)
+        self.conv1 = _conv3x3(width, width, padding_mode=padding_mode, **dd)
+        self.conv2 = _conv3x3(width, width, padding_mode=padding_mode, **dd)
+        self.conv3 = _conv3x3(width, out_chs, padding_mode=padding_mode, **dd)
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        x = F.relu(self.up(x))[:, :, :height, :width]
+        if self.reflect:
+            x = F.relu(self.up(F.pad(x, (1, 1, 1, 1), mode='reflect')))[:, :, 2:2 + height, 2:2 + width]
+        else:
+            x = F.relu(self.up(x))[:, :, :height, :width]
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
         return self.conv3(x)
@@ -90,6 +109,7 @@ class WaveletLikeAutoEncoder(nn.Module):
         with_decoder: build the decoder (stage-1 training, the transform loss).
         with_high: build ``to_high``; without it ``encode`` returns an empty ``I_H``
             (a model with no fusion branch and no decoder never reads it).
+        padding_mode: how every layer pads, ``'zeros'`` (the paper) or ``'reflect'``.
         device, dtype: where and in which type the parameters are created.
 
     Shapes: ``encode`` maps ``[B, in_chans, H, W]`` to two tensors of
@@ -105,28 +125,33 @@ class WaveletLikeAutoEncoder(nn.Module):
             band_chans: int = 3,
             with_decoder: bool = True,
             with_high: bool = True,
+            padding_mode: str = 'zeros',
             device: Optional[Union[str, torch.device]] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
         if with_decoder and not with_high:
             raise ValueError('with_decoder=True needs with_high=True: the decoder reconstructs from I_L and I_H')
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f'padding_mode={padding_mode!r}: expected one of {PADDING_MODES}')
         dd = dict(device=device, dtype=dtype)
+        pad = dict(padding_mode=padding_mode, **dd)
         self.in_chans = in_chans
         self.band_chans = band_chans
         self.high_chans = band_chans if with_high else 0
+        self.padding_mode = padding_mode
         self.stem = nn.Sequential(
-            _conv3x3(in_chans, width, **dd), nn.ReLU(inplace=True),
-            _conv3x3(width, width, **dd), nn.ReLU(inplace=True),
-            _conv3x3(width, width, **dd), nn.ReLU(inplace=True),
+            _conv3x3(in_chans, width, **pad), nn.ReLU(inplace=True),
+            _conv3x3(width, width, **pad), nn.ReLU(inplace=True),
+            _conv3x3(width, width, **pad), nn.ReLU(inplace=True),
         )
-        self.to_low = _conv3x3(width, band_chans, stride=2, **dd)
-        self.to_high = _conv3x3(width, band_chans, stride=2, **dd) if with_high else None
+        self.to_low = _conv3x3(width, band_chans, stride=2, **pad)
+        self.to_high = _conv3x3(width, band_chans, stride=2, **pad) if with_high else None
         # to_low and to_high merged into one convolution by merge_band_convs (inference only)
         self.to_bands = None
         if with_decoder:
-            self.decode_low = _Upsampler(band_chans, width, in_chans, **dd)
-            self.decode_high = _Upsampler(band_chans, width, in_chans, **dd)
+            self.decode_low = _Upsampler(band_chans, width, in_chans, **pad)
+            self.decode_high = _Upsampler(band_chans, width, in_chans, **pad)
         else:
             self.decode_low = None
             self.decode_high = None
@@ -167,7 +192,8 @@ class WaveletLikeAutoEncoder(nn.Module):
             return False
         low, high = self.to_low, self.to_high
         merged = nn.Conv2d(low.in_channels, low.out_channels + high.out_channels, kernel_size=low.kernel_size,
-                           stride=low.stride, padding=low.padding, device=low.weight.device, dtype=low.weight.dtype)
+                           stride=low.stride, padding=low.padding, padding_mode=low.padding_mode,
+                           device=low.weight.device, dtype=low.weight.dtype)
         merged.weight.copy_(torch.cat([low.weight, high.weight]))
         merged.bias.copy_(torch.cat([_bias_of(low), _bias_of(high)]))
         merged.train(low.training)
@@ -332,14 +358,42 @@ def strip_wae_prefix(state: Mapping[str, _Value]) -> Dict[str, _Value]:
     return {k[len(WAE_PREFIX):]: v for k, v in state.items() if k.startswith(WAE_PREFIX)}
 
 
+def _read_padding_mode(path: Path) -> str:
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f'cannot read WAE weights {path}: {err}') from err
+    mode = metadata.get(PADDING_METADATA_KEY, 'zeros')
+    if mode not in PADDING_MODES:
+        raise ValueError(f'{path} records padding_mode {mode!r}; expected one of {PADDING_MODES}')
+    return mode
+
+
+def weights_padding_mode(source: Union[str, Path]) -> str:
+    """The padding the WAE weights ``source`` (a ``.safetensors`` path or a shipped name) were trained with.
+
+    Files written by :func:`~wae_timm.train.stage1.save_wae` record it; a file without the
+    record (a whole model's checkpoint, or weights from before the option) is zero-padded.
+    """
+    return _read_padding_mode(_resolve_weights(source))
+
+
 def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> None:
     """Load stage-1 weights into ``wae`` from a ``.safetensors`` file or a shipped name.
 
     The file may hold the WAE alone or a whole model (keys under ``wae.``).
     The encoder must be complete; the optional parts follow the module's load
     rule (present in the file but not in ``wae``: ignored; the reverse: kept).
+    Weights trained with another padding than ``wae``'s are refused (see
+    :func:`weights_padding_mode`).
     """
     path = _resolve_weights(source)
+    padding_mode = _read_padding_mode(path)
+    if padding_mode != wae.padding_mode:
+        raise ValueError(f'{path} was trained with padding_mode {padding_mode!r}, but this WAE pads with '
+                         f'{wae.padding_mode!r}: build it with padding_mode={padding_mode!r} '
+                         f'(a wae_* model: wae_padding={padding_mode!r}, or leave wae_padding unset)')
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:

@@ -56,20 +56,21 @@ def create_decomposition(
         in_chans: int = 3,
         with_decoder: bool = False,
         with_high: bool = True,
+        padding_mode: str = 'zeros',
         device: Optional[Union[str, torch.device]] = None,
         dtype: Optional[torch.dtype] = None,
 ) -> nn.Module:
     """The front end called ``name`` (one of :data:`DECOMPOSITIONS`).
 
-    ``with_decoder`` and ``with_high`` shape the learned WAE (see
+    ``with_decoder``, ``with_high`` and ``padding_mode`` shape the learned WAE (see
     :class:`WaveletLikeAutoEncoder`); the fixed front ends have neither a
     decoder nor weights, and refuse ``with_decoder=True``.
     """
     if name not in DECOMPOSITIONS:
         raise ValueError(f'unknown decomposition {name!r}; expected one of {DECOMPOSITIONS}')
     if name == 'wae':
-        return WaveletLikeAutoEncoder(
-            in_chans=in_chans, with_decoder=with_decoder, with_high=with_high, device=device, dtype=dtype)
+        return WaveletLikeAutoEncoder(in_chans=in_chans, with_decoder=with_decoder, with_high=with_high,
+                                      padding_mode=padding_mode, device=device, dtype=dtype)
     if with_decoder:
         raise ValueError(f'with_decoder=True needs decomposition="wae"; the fixed {name!r} front end has no decoder '
                          '(and no transform loss)')

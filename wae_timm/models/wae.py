@@ -33,7 +33,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch.utils.checkpoint import checkpoint
 
-from ..layers.autoencoder import load_wae_weights, transform_loss
+from ..layers.autoencoder import PADDING_MODES, load_wae_weights, transform_loss, weights_padding_mode
 from ..layers.auxiliary_loss import attach_auxiliary_loss
 from ..layers.checks import MIN_INPUT_SIZE, check_image_batch
 from ..layers.decomposition import DECOMPOSITIONS, create_decomposition
@@ -117,10 +117,12 @@ def _check_wrapper_args(**args: Any) -> None:
     if decomposition == 'resize' and args['fusion']:
         refuse("decomposition='resize' has no high band for a fusion branch: use fusion=False")
     if decomposition != 'wae':
-        for name in ('wae_weights', 'freeze_wae', 'with_decoder', 'aux_loss_weight'):
+        for name in ('wae_weights', 'wae_padding', 'freeze_wae', 'with_decoder', 'aux_loss_weight'):
             if args[name]:
                 refuse(f'{name}={args[name]!r} needs decomposition="wae"; the fixed {decomposition!r} '
                        'front end has no weights, decoder or transform loss')
+    if args['wae_padding'] is not None and args['wae_padding'] not in PADDING_MODES:
+        refuse(f"wae_padding={args['wae_padding']!r}: expected one of {PADDING_MODES}, or None (that of wae_weights)")
     if args['aux_loss_weight'] > 0 and not args['with_decoder']:
         refuse(f"aux_loss_weight={args['aux_loss_weight']} needs the WAE decoder (the transform loss "
                'reconstructs the image): drop with_decoder=False')
@@ -163,6 +165,9 @@ class WAEWrapper(nn.Module):
             paper's "I_L only" (or, with 'resize', "I_R") baseline and logits are s_L.
         wae_weights: a stage-1 WAE checkpoint to start from: a ``.safetensors`` path, or
             the name of weights shipped with the package (see :func:`load_wae_weights`).
+        wae_padding: how the WAE's layers pad, ``'zeros'`` (the paper) or ``'reflect'``; default
+            (``None``): the padding ``wae_weights`` were trained with, else ``'zeros'``. Given
+            together with ``wae_weights``, the two must agree.
         freeze_wae: keep the WAE fixed (the paper's stage 2).
         aux_loss_weight: gamma of stage 3; when > 0, a training-mode ``forward`` adds the
             gradient of ``gamma * L_t`` to whatever loss the training script computes
@@ -197,6 +202,7 @@ class WAEWrapper(nn.Module):
             decomposition: str = 'wae',
             fusion: bool = True,
             wae_weights: Optional[str] = None,
+            wae_padding: Optional[str] = None,
             freeze_wae: bool = False,
             aux_loss_weight: float = 0.,
             device: Optional[Union[str, torch.device]] = None,
@@ -212,7 +218,7 @@ class WAEWrapper(nn.Module):
             flatten_grid=flatten_grid, fusion_hidden=fusion_hidden, low_hidden=low_hidden,
             hidden_drop_rate=hidden_drop_rate, drop_rate=drop_rate, output_stride=output_stride,
             with_decoder=with_decoder, energy_weight=energy_weight, decomposition=decomposition, fusion=fusion,
-            wae_weights=wae_weights, freeze_wae=freeze_wae, aux_loss_weight=aux_loss_weight)
+            wae_weights=wae_weights, wae_padding=wae_padding, freeze_wae=freeze_wae, aux_loss_weight=aux_loss_weight)
         dd = dict(device=device, dtype=dtype)
         self.backbone_name = backbone
         self.num_classes = num_classes
@@ -234,8 +240,11 @@ class WAEWrapper(nn.Module):
         self.decomposition = decomposition
         # the decoder only where the transform loss trains it, I_H only where something reads it:
         # every parameter gets a gradient from the classification loss (DDP needs it)
+        if wae_padding is None and decomposition == 'wae':
+            wae_padding = weights_padding_mode(wae_weights) if wae_weights else 'zeros'
         self.wae = create_decomposition(
-            decomposition, in_chans, with_decoder=with_decoder, with_high=fusion or with_decoder, **dd)
+            decomposition, in_chans, with_decoder=with_decoder, with_high=fusion or with_decoder,
+            **({'padding_mode': wae_padding} if decomposition == 'wae' else {}), **dd)
         if wae_weights:
             load_wae_weights(self.wae, wae_weights)
         if freeze_wae:

@@ -41,6 +41,7 @@ from safetensors.torch import load_file
 from timm import __version__ as timm_version
 from timm.models import save_for_hf
 
+from ..layers.autoencoder import weights_padding_mode
 from ..layers.checks import non_finite_keys, state_dict_mismatch
 from ..files import PathLike, atomic_write
 from ..models.checkpoint_files import read_state_dict
@@ -99,8 +100,22 @@ def architecture_args(model_kwargs: Optional[Mapping[str, Any]], keeps_decoder: 
 
     ``with_decoder`` is decided by the tag: ``True`` when it keeps the decoder,
     else left out (the model's default, no decoder without a transform loss).
+    ``wae_padding`` is an architecture argument that ``wae_weights`` may have chosen
+    (the model's default is the padding of its ``wae_weights``): it is recorded
+    whenever it is not zeros, read from those weights if it was not given.
     """
-    kwargs = {k: v for k, v in (model_kwargs or {}).items() if k not in TRAINING_ONLY_ARGS and k != 'with_decoder'}
+    model_kwargs = dict(model_kwargs or {})
+    kwargs = {k: v for k, v in model_kwargs.items() if k not in TRAINING_ONLY_ARGS and k != 'with_decoder'}
+    if kwargs.get('wae_padding') is None and model_kwargs.get('wae_weights'):
+        try:
+            padding = weights_padding_mode(model_kwargs['wae_weights'])
+        except (FileNotFoundError, ValueError) as err:
+            raise ValueError(f"the model was trained from wae_weights={model_kwargs['wae_weights']!r}, whose "
+                             f'padding decides the architecture, but they cannot be read here ({err}): add '
+                             "wae_padding='zeros' or 'reflect' to the model kwargs") from err
+        kwargs['wae_padding'] = padding
+    if kwargs.get('wae_padding') in (None, 'zeros'):
+        kwargs.pop('wae_padding', None)  # the default: config.json stays as it was without the option
     if keeps_decoder:
         kwargs['with_decoder'] = True
     return kwargs

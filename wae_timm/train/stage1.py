@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch.utils.data import DataLoader
 
-from ..layers.autoencoder import WaveletLikeAutoEncoder
+from ..layers.autoencoder import PADDING_METADATA_KEY, PADDING_MODES, WaveletLikeAutoEncoder
 from ..files import atomic_write, refuse_to_overwrite
 from .checkpoint import Checkpointer
 from .engine import fit
@@ -66,6 +66,9 @@ class Stage1Recipe:
             see :func:`~wae_timm.train.losses.autoencoder_loss`).
         decoder_weight_decay: an L2 penalty on the decoder's parameters only, added to
             ``weight_decay`` (0: none); it limits the gain ``D_H`` can apply to a shrunken ``I_H``.
+        padding_mode: the padding of the WAE the recipe trains (``'zeros'``, the paper, or
+            ``'reflect'``; see :class:`~wae_timm.layers.autoencoder.WaveletLikeAutoEncoder`). An
+            architecture choice, kept with the recipe so that its weights are always built the same way.
         source: where the numbers come from.
     """
     optimizer: str
@@ -81,6 +84,7 @@ class Stage1Recipe:
     energy_weight: float = 1.0
     low_band_weight: float = 0.
     decoder_weight_decay: float = 0.
+    padding_mode: str = 'zeros'
     source: str = ''
 
     def __post_init__(self) -> None:
@@ -96,6 +100,8 @@ class Stage1Recipe:
         if self.low_band_weight < 0 or self.decoder_weight_decay < 0 or self.weight_decay < 0:
             raise ValueError('low_band_weight, decoder_weight_decay and weight_decay must be >= 0, got '
                              f'{self.low_band_weight}, {self.decoder_weight_decay}, {self.weight_decay}')
+        if self.padding_mode not in PADDING_MODES:
+            raise ValueError(f'padding_mode must be one of {PADDING_MODES}, got {self.padding_mode!r}')
         object.__setattr__(self, 'decay_epochs', tuple(self.decay_epochs))
 
 
@@ -107,9 +113,11 @@ STAGE1_RECIPES: Dict[str, Stage1Recipe] = {
                'lr 1e-6 divided by 10 after 10 epochs (the authors trained about 20 ImageNet epochs)'),
     'photos': Stage1Recipe(
         optimizer='adam', lr=3e-4, epochs=24, batch_size=8, schedule='cosine', min_lr=1e-5, low_band_weight=0.1,
+        padding_mode='reflect',
         source='tools/train_wae_photos.py, which made the shipped photos weights (wae_timm/weights/photos.json '
                'records their run): from the colour 6-band LeGall 5/3 transform (its --start), Adam with a per-epoch '
-               'cosine decay for a short CPU run, and the low-band term (mu = 0.1) so that I_L alone carries the image'),
+               'cosine decay for a short CPU run, the low-band term (mu = 0.1) so that I_L alone carries the image, '
+               'and reflection padding, which keeps the wavelet start nearly exact at the image borders'),
     'fashion_mnist': Stage1Recipe(
         optimizer='adam', lr=1e-3, epochs=1, batch_size=32,
         source='the Fashion-MNIST reproduction (ReproductionConfig wae_lr, wae_epochs, wae_batch_size): Adam at a '
@@ -211,5 +219,6 @@ def save_wae(wae: nn.Module, path: Union[str, Path], overwrite: bool = False) ->
     refuse_to_overwrite([path], overwrite)
     inner = unwrap(wae)
     state = {k: v.detach().contiguous().cpu() for k, v in inner.state_dict().items()}
-    metadata = {'format': 'pt', 'model': type(inner).__name__, 'in_chans': str(inner.in_chans)}
+    metadata = {'format': 'pt', 'model': type(inner).__name__, 'in_chans': str(inner.in_chans),
+                PADDING_METADATA_KEY: inner.padding_mode}
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
