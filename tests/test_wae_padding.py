@@ -55,14 +55,25 @@ def reflect_weights(tmp_path):
 def test_weights_carry_their_padding_into_every_model_built_from_them(reflect_weights, tmp_path):
     assert weights_padding_mode(reflect_weights) == 'reflect'
     assert weights_padding_mode(save_wae(WaveletLikeAutoEncoder(), tmp_path / 'zeros.safetensors')) == 'zeros'
-    with pytest.raises(ValueError, match=rf"{reflect_weights.name} was trained with padding_mode 'reflect'.*"
+    with pytest.raises(ValueError, match=rf"{reflect_weights.name} is of a WAE with padding_mode 'reflect'.*"
                                          r"wae_padding='reflect'"):
         load_wae_weights(WaveletLikeAutoEncoder(), reflect_weights)
     model = timm.create_model('wae_resnet18', num_classes=10, wae_weights=str(reflect_weights))
     assert model.wae.padding_mode == 'reflect' and model.wae.stem[0].padding_mode == 'reflect'
     assert timm.create_model('wae_resnet18', num_classes=10).wae.padding_mode == 'zeros'
-    with pytest.raises(ValueError, match="trained with padding_mode 'reflect'"):
+    with pytest.raises(ValueError, match="is of a WAE with padding_mode 'reflect'"):
         WAEWrapper('resnet18', num_classes=10, wae_weights=str(reflect_weights), wae_padding='zeros')
+
+
+def test_a_whole_checkpoint_refuses_a_model_of_the_other_padding():
+    """What timm's validate.py does with a checkpoint: load_state_dict into the model it built."""
+    reflecting = timm.create_model('wae_resnet18', num_classes=10, wae_padding='reflect')
+    zero_padded = timm.create_model('wae_resnet18', num_classes=10)
+    with pytest.raises(ValueError, match="padding_mode 'reflect'.*--model-kwargs wae_padding=reflect"):
+        zero_padded.load_state_dict(reflecting.state_dict())
+    with pytest.raises(ValueError, match="padding_mode 'zeros'.*--model-kwargs wae_padding=zeros"):
+        reflecting.load_state_dict(zero_padded.state_dict())
+    timm.create_model('wae_resnet18', num_classes=10, wae_padding='reflect').load_state_dict(reflecting.state_dict())
 
 
 def test_published_config_records_the_padding_the_weights_chose(reflect_weights, tmp_path):

@@ -28,7 +28,9 @@ reflection (``padding_mode='reflect'``). Reflection is what a symmetric wavelet 
 border: the seven layers between the image and its reconstruction each lose what they would
 have read outside the image when padding with zeros, which costs a wavelet-like WAE about 4 dB
 of reconstruction on photographs of 256 px (``results/wae_photos.md``). The padding is part of
-the architecture: saved weights record it, and loading refuses weights of the other padding.
+the architecture and of the state dict: a reflecting WAE has a marker buffer (``reflect_padding``,
+a scalar uint8), so every checkpoint says how its WAE pads, and loading a checkpoint
+into a WAE that pads the other way fails with an error that says which ``wae_padding`` to pass.
 """
 import warnings
 from pathlib import Path
@@ -46,16 +48,17 @@ from .checks import non_finite_keys, state_dict_mismatch
 __all__ = [
     'WaveletLikeAutoEncoder', 'Decomposition', 'transform_loss', 'load_wae_weights', 'optional_part_keys',
     'strip_wae_prefix', 'weights_padding_mode', 'SHIPPED_WEIGHTS_DIR', 'WAE_PREFIX', 'PADDING_MODES',
-    'PADDING_METADATA_KEY',
+    'REFLECT_MARKER',
 ]
 
 # stage-1 WAE weights that ship inside the package, loadable by name
 SHIPPED_WEIGHTS_DIR = Path(__file__).parent.parent / 'weights'
 # where a whole model (WAEWrapper) keeps its WAE's state-dict keys
 WAE_PREFIX = 'wae.'
-# how every layer of the WAE pads its input; weights files record theirs under this metadata key
+# how every layer of the WAE pads its input
 PADDING_MODES = ('zeros', 'reflect')
-PADDING_METADATA_KEY = 'padding_mode'
+# the buffer a reflecting WAE has (and a zero-padding one lacks): checkpoints carry the padding with the weights
+REFLECT_MARKER = 'reflect_padding'
 
 
 class Decomposition(NamedTuple):
@@ -155,6 +158,8 @@ class WaveletLikeAutoEncoder(nn.Module):
         else:
             self.decode_low = None
             self.decode_high = None
+        if padding_mode == 'reflect':
+            self.register_buffer(REFLECT_MARKER, torch.ones((), dtype=torch.uint8, device=device))
         self.init_weights()
         self.decoder_loaded = False  # set when a checkpoint with decoder weights was loaded
         self.register_load_state_dict_pre_hook(_reconcile_optional_parts)
@@ -292,7 +297,11 @@ def optional_part_keys(
 def _reconcile_optional_parts(
         module: 'WaveletLikeAutoEncoder', state_dict: Dict[str, Any], prefix: str, local_metadata: Any,
         strict: bool, missing_keys: List[str], unexpected_keys: List[str], error_msgs: List[str]) -> None:
-    """``load_state_dict`` pre-hook: fit a checkpoint with or without the optional parts (edits ``state_dict``)."""
+    """``load_state_dict`` pre-hook: refuse a checkpoint of the other padding; fit one with or without the optional
+    parts (edits ``state_dict``)."""
+    theirs = _padding_of_keys(state_dict.keys(), prefix)
+    if theirs != module.padding_mode:
+        raise ValueError(_padding_mismatch('the checkpoint', theirs, module.padding_mode))
     surplus, kept = optional_part_keys(module, state_dict.keys(), prefix)
     for key in surplus:
         del state_dict[key]
@@ -358,25 +367,28 @@ def strip_wae_prefix(state: Mapping[str, _Value]) -> Dict[str, _Value]:
     return {k[len(WAE_PREFIX):]: v for k, v in state.items() if k.startswith(WAE_PREFIX)}
 
 
-def _read_padding_mode(path: Path) -> str:
-    try:
-        with safe_open(str(path), framework='pt') as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f'cannot read WAE weights {path}: {err}') from err
-    mode = metadata.get(PADDING_METADATA_KEY, 'zeros')
-    if mode not in PADDING_MODES:
-        raise ValueError(f'{path} records padding_mode {mode!r}; expected one of {PADDING_MODES}')
-    return mode
+def _padding_of_keys(keys: Iterable[str], prefix: str = '') -> str:
+    return 'reflect' if prefix + REFLECT_MARKER in keys else 'zeros'
+
+
+def _padding_mismatch(what: str, theirs: str, ours: str) -> str:
+    return (f'{what} is of a WAE with padding_mode {theirs!r}, but this WAE pads with {ours!r}: build it with '
+            f'padding_mode={theirs!r} (a wae_* model: wae_padding={theirs!r}; timm scripts: '
+            f'--model-kwargs wae_padding={theirs})')
 
 
 def weights_padding_mode(source: Union[str, Path]) -> str:
-    """The padding the WAE weights ``source`` (a ``.safetensors`` path or a shipped name) were trained with.
+    """How the WAE of the weights ``source`` pads: ``'reflect'`` if they hold its marker, else ``'zeros'``.
 
-    Files written by :func:`~wae_timm.train.stage1.save_wae` record it; a file without the
-    record (a whole model's checkpoint, or weights from before the option) is zero-padded.
+    ``source`` is a ``.safetensors`` file (a WAE alone or a whole model) or a shipped name.
     """
-    return _read_padding_mode(_resolve_weights(source))
+    path = _resolve_weights(source)
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            keys = list(f.keys())
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f'cannot read WAE weights {path}: {err}') from err
+    return _padding_of_keys(strip_wae_prefix({k: k for k in keys}))
 
 
 def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> None:
@@ -389,16 +401,13 @@ def load_wae_weights(wae: WaveletLikeAutoEncoder, source: Union[str, Path]) -> N
     :func:`weights_padding_mode`).
     """
     path = _resolve_weights(source)
-    padding_mode = _read_padding_mode(path)
-    if padding_mode != wae.padding_mode:
-        raise ValueError(f'{path} was trained with padding_mode {padding_mode!r}, but this WAE pads with '
-                         f'{wae.padding_mode!r}: build it with padding_mode={padding_mode!r} '
-                         f'(a wae_* model: wae_padding={padding_mode!r}, or leave wae_padding unset)')
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ValueError(f'cannot read WAE weights {path}: {err}') from err
     state = strip_wae_prefix(state)
+    if _padding_of_keys(state) != wae.padding_mode:
+        raise ValueError(_padding_mismatch(str(path), _padding_of_keys(state), wae.padding_mode))
     surplus, kept = optional_part_keys(wae, state)
     state = {k: v for k, v in state.items() if k not in surplus}
     expected = {k: v for k, v in wae.state_dict().items() if k not in kept}

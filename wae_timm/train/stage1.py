@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from torch.utils.data import DataLoader
 
-from ..layers.autoencoder import PADDING_METADATA_KEY, PADDING_MODES, WaveletLikeAutoEncoder
+from ..layers.autoencoder import PADDING_MODES, WaveletLikeAutoEncoder
 from ..files import atomic_write, refuse_to_overwrite
 from .checkpoint import Checkpointer
 from .engine import fit
@@ -219,6 +219,5 @@ def save_wae(wae: nn.Module, path: Union[str, Path], overwrite: bool = False) ->
     refuse_to_overwrite([path], overwrite)
     inner = unwrap(wae)
     state = {k: v.detach().contiguous().cpu() for k, v in inner.state_dict().items()}
-    metadata = {'format': 'pt', 'model': type(inner).__name__, 'in_chans': str(inner.in_chans),
-                PADDING_METADATA_KEY: inner.padding_mode}
+    metadata = {'format': 'pt', 'model': type(inner).__name__, 'in_chans': str(inner.in_chans)}
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
