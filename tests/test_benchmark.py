@@ -8,6 +8,7 @@ import torch
 from wae_timm import WAEWrapper
 
 from wae_timm.experiments.speed import (
+    create_with_wae_padding,
     CONCURRENT, Candidate, Entry, EAGER, TARGETS, TIMM_COLUMNS, Target, TimingRow, check_targets, default_candidates,
     interleaved_order, optimised_step, run_benchmark, summarise, time_entries, timm_rows,
 )
@@ -272,3 +273,12 @@ def test_profile_command_writes_the_table_and_refuses_to_overwrite(tmp_path, mon
     assert '| encoder |' in capsys.readouterr().out
     with pytest.raises(FileExistsError, match='--overwrite'):
         main(argv)
+
+
+def test_benchmark_builds_the_learned_wae_models_with_the_padding_asked_for():
+    reflecting = {name: create_with_wae_padding(name, 'reflect') for name in
+                  ('wae_resnet18', 'decomposition_cnn_resnet18', 'wavelet_cnn_resnet18', 'resnet18')}
+    assert reflecting['wae_resnet18'].wae.padding_mode == 'reflect'
+    assert reflecting['decomposition_cnn_resnet18'].wae.padding_mode == 'reflect'
+    assert reflecting['wavelet_cnn_resnet18'].decomposition == 'wavelet'  # no learned WAE: built as it is
+    assert create_with_wae_padding('wae_resnet18').wae.padding_mode == 'zeros'

@@ -20,6 +20,7 @@ import torch
 
 from ..experiments.speed import PRECISIONS, check_precision, optimised_step, run_benchmark
 from ..experiments.speed_report import check_writable, environment, write_results
+from ..layers.autoencoder import PADDING_MODES
 from . import UsageError
 
 __all__ = ['add_arguments', 'run', 'resolve_device', 'check_arguments', 'default_batch_sizes', 'default_name']
@@ -49,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--precision', nargs='+', choices=list(PRECISIONS), default=['fp32'],
                         help='weights and inputs in this dtype; several: one phase each, in one file '
                              '(bf16: not with onnxruntime)')
+    parser.add_argument('--wae-padding', choices=PADDING_MODES, default='zeros',
+                        help='how the models with a learned WAE pad (reflect: as the shipped photos WAE)')
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda' or 'auto' (CUDA when present)")
     parser.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
     parser.add_argument('--clock', choices=['wall', 'thread'], default='wall',
@@ -139,8 +142,9 @@ def run(args: argparse.Namespace) -> int:
     for precision in args.precision:
         rows += run_benchmark(args.backbones, args.batch_sizes, rounds, args.backends, device=device,
                               warmup=args.warmup, progress=not args.no_progress, clock=args.clock,
-                              precision=precision)
+                              precision=precision, wae_padding=args.wae_padding)
     env['precision'] = ', '.join(args.precision)
+    env['WAE padding'] = args.wae_padding
     paths = write_results(rows, args.out_dir, name, env,
                           [optimised_step(b) for b in args.backends], command, overwrite=args.overwrite)
     print(paths['md'].read_text())

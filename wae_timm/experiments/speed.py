@@ -21,6 +21,7 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import timm
@@ -282,6 +283,18 @@ def speedups(rows: Sequence[TimingRow]) -> List[TimingRow]:
     return list(rows)
 
 
+def create_with_wae_padding(model_name: str, wae_padding: str = 'zeros') -> nn.Module:
+    """``timm.create_model(model_name)``, its learned WAE (if it has one) padding with ``wae_padding``.
+
+    Models without a learned WAE (the backbone, Wavelet+CNN, I_R) do not take the argument and are
+    built as they are; so one run times both kinds side by side.
+    """
+    model = timm.create_model(model_name)
+    if wae_padding != 'zeros' and getattr(model, 'decomposition', None) == 'wae':
+        model = timm.create_model(model_name, wae_padding=wae_padding)
+    return model
+
+
 def run_benchmark(
         backbones: Sequence[str] = ('resnet50', 'vgg16'),
         batch_sizes: Sequence[int] = (1, 32),
@@ -296,6 +309,7 @@ def run_benchmark(
         progress: bool = True,
         clock: str = 'wall',
         precision: str = 'fp32',
+        wae_padding: str = 'zeros',
 ) -> List[TimingRow]:
     """Time every candidate of ``backbones`` at each batch size; returns rows with speed-ups and FLOPs.
 
@@ -305,11 +319,12 @@ def run_benchmark(
     (the ablation). Each batch size is one interleaved phase;
     ``rounds[batch_size]`` calls per entry (default 10 at batch 1, 2 otherwise).
     ``candidates`` replaces the :func:`default_candidates` of ``backbones``; ``clock``: see :func:`time_call`;
-    ``precision``: 'fp32' or 'bf16' (weights and inputs cast; see :func:`check_precision`).
+    ``precision``: 'fp32' or 'bf16' (weights and inputs cast; see :func:`check_precision`);
+    ``wae_padding``: how the models with a learned WAE pad (see :func:`create_with_wae_padding`).
     """
     if isinstance(backends, str):
         backends = (backends,)
-    create = create or (lambda name: timm.create_model(name))
+    create = create or partial(create_with_wae_padding, wae_padding=wae_padding)
     torch_device = torch.device(device)
     check_precision(precision, torch_device, backends)
     if candidates is None:
