@@ -125,10 +125,11 @@ def write_grid_report(results_dir: Path, command: str = 'python tools/equal_cost
     for key, s in summaries.items():
         c = cost.get(key, {})
         epochs = sorted({r['epochs'] for r in rows if r['key'] == key})
-        table.append([s.label, s.n, s.top1_text(), f'{s.top5:.2f}', ','.join(epochs),
+        lrs = sorted({f"{float(r['lr']):g}" for r in rows if r['key'] == key})
+        table.append([s.label, s.n, s.top1_text(), f'{s.top5:.2f}', ','.join(epochs), ','.join(lrs),
                       f"{float(c['gflops']):.4f}" if c else '-', f"{float(c['latency_ms']):.1f}" if c else '-',
                       c.get('load_average', '-')])
-    lines.append(markdown_table(['row', 'seeds', 'top-1', 'top-5', 'epochs', 'GFLOPs', 'CPU ms', 'load'], table))
+    lines.append(markdown_table(['row', 'seeds', 'top-1', 'top-5', 'epochs', 'lr', 'GFLOPs', 'CPU ms', 'load'], table))
     curve = [r['top1_per_epoch'] for r in rows if r['key'] == 'backbone_32' and r['top1_per_epoch']]
     if curve:
         lines += ['', 'Test top-1 after each epoch of `backbone_32` (how near its plateau the schedule ends): '
