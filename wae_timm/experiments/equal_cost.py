@@ -143,8 +143,8 @@ def forget_rows(results_dir: Path, rows: Sequence[str], seeds: Sequence[int]) ->
     rows go too. Checkpoints are left on disk; the next ``run_grid`` trains the rows again
     and replaces them.
     """
-    keys = {r.key for r in grid_rows(rows)} & set(rows)
-    keys |= {r.key for r in GRID_ROWS if r.parent in keys}
+    grid_rows(rows)  # refuses unknown names
+    keys = set(rows) | {r.key for r in GRID_ROWS if r.parent in rows}
     seeds = set(seeds)
     removed: List[Dict[str, str]] = []
     for name, columns in (('results', GRID_COLUMNS), ('noise', NOISE_COLUMNS)):
