@@ -55,8 +55,6 @@ COST_COLUMNS = ('key', 'label', 'params_m', 'gflops', 'latency_ms', 'latency_bat
 # stage-3 lr, 1e-4 (a 50x larger lr, 0.005, sent L_t to inf on one seed of three).
 # Five epochs: the backbone at 32 px gains <0.5 points in its last epoch (top1_per_epoch of backbone_32).
 GRID_CONFIG = ReproductionConfig(epochs=5, finetune_epochs=1, batch_size=128, lr=0.05, finetune_lr=1e-4)
-# what a finished row records of the schedule it was trained with; a rerun refuses rows trained otherwise
-SCHEDULE_COLUMNS = ('epochs', 'lr', 'gamma', 'batch_size', 'train_images')
 # rows whose test accuracy is measured after every epoch: the evidence for how near the plateau the schedule ends
 CURVE_ROWS = ('backbone_32',)
 
@@ -112,6 +110,7 @@ def _load_parent(row: RowSpec, config: ReproductionConfig, path: Path, wae_path:
 
 
 def _schedule(row: RowSpec, config: ReproductionConfig, train_images: int) -> Dict[str, Any]:
+    # what a finished row records of the schedule it was trained with; a rerun refuses rows trained otherwise
     return dict(epochs=row_epochs(row, config), lr=config.finetune_lr if row.stage == 'continue' else config.lr,
                 gamma=config.gamma if row.use_gamma else 0., batch_size=config.batch_size, train_images=train_images)
 

@@ -49,8 +49,8 @@ def load_front_end(path: Union[str, Path]) -> WaveletLikeAutoEncoder:
     """A WAE encoder (with its decoder if the checkpoint has one) from a ``.safetensors`` file.
 
     The file may hold a stage-1 WAE or a whole classifier (keys under ``wae.``);
-    the input channels and the presence of a decoder are read from the keys, the padding from
-    the file's record (:func:`~wae_timm.layers.autoencoder.weights_padding_mode`).
+    the input channels, the presence of a decoder and the padding are read from the keys
+    (the last by :func:`~wae_timm.layers.autoencoder.weights_padding_mode`).
     """
     path = Path(path)
     if path.suffix != '.safetensors' or not path.is_file():

@@ -240,11 +240,11 @@ class WAEWrapper(nn.Module):
         self.decomposition = decomposition
         # the decoder only where the transform loss trains it, I_H only where something reads it:
         # every parameter gets a gradient from the classification loss (DDP needs it)
-        if wae_padding is None and decomposition == 'wae':
+        if wae_padding is None:
             wae_padding = weights_padding_mode(wae_weights) if wae_weights else 'zeros'
         self.wae = create_decomposition(
             decomposition, in_chans, with_decoder=with_decoder, with_high=fusion or with_decoder,
-            **({'padding_mode': wae_padding} if decomposition == 'wae' else {}), **dd)
+            padding_mode=wae_padding, **dd)
         if wae_weights:
             load_wae_weights(self.wae, wae_weights)
         if freeze_wae:
