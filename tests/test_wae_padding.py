@@ -36,6 +36,15 @@ def test_reflect_padding_changes_the_borders_only_and_rebuilds_them_better():
     assert scores['zeros']['psnr_both_interior_db'] > 100  # exact inside: only the borders lose
     assert scores['reflect']['psnr_both_interior_db'] == pytest.approx(scores['zeros']['psnr_both_interior_db'])
     assert scores['reflect']['psnr_both_db'] > scores['zeros']['psnr_both_db'] + 2
+    assert scores['reflect']['psnr_both_db'] > 100  # the borders too: symmetric filters, reflected at every layer
+
+
+@pytest.mark.parametrize('height, width', [(32, 48), (33, 47), (8, 8)])
+def test_reflecting_legall_start_rebuilds_a_grey_image_exactly_to_its_borders(height, width):
+    """Every layer's reflection is the true symmetric extension of what it reads (JPEG 2000's rule)."""
+    grey = torch.rand(1, height, width).expand(3, -1, -1).contiguous()
+    wae = init_as_colour_wavelet(WaveletLikeAutoEncoder(padding_mode='reflect'), 'bior2.2').eval()
+    assert evaluate_wae(wae, grey)['psnr_both_db'] > 100
 
 
 def test_unknown_padding_is_refused():

@@ -137,7 +137,8 @@ def resolve_stage1_recipe(recipe: Union[str, Stage1Recipe]) -> Stage1Recipe:
 def create_autoencoder_optimizer(wae: nn.Module, recipe: Union[str, Stage1Recipe] = 'paper'):
     """The optimizer of ``recipe`` over all of ``wae``'s parameters, and its timm scheduler.
 
-    Returns ``(optimizer, scheduler)``; the scheduler is None for a constant learning rate.
+    Returns ``(optimizer, scheduler)``; the scheduler is None for a constant learning rate (and for
+    a cosine recipe of 0 epochs, which trains nothing).
     """
     recipe = resolve_stage1_recipe(recipe)
     params = list(wae.named_parameters())
@@ -152,7 +153,7 @@ def create_autoencoder_optimizer(wae: nn.Module, recipe: Union[str, Stage1Recipe
         optimizer = torch.optim.Adam(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.schedule == 'step':
         scheduler = MultiStepLRScheduler(optimizer, decay_t=list(recipe.decay_epochs), decay_rate=recipe.decay_rate)
-    elif recipe.schedule == 'cosine':
+    elif recipe.schedule == 'cosine' and recipe.epochs > 0:  # timm's cosine needs a length; 0 epochs never steps
         scheduler = CosineLRScheduler(optimizer, t_initial=recipe.epochs, lr_min=recipe.min_lr)
     else:
         scheduler = None

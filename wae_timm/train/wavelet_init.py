@@ -29,7 +29,7 @@ Training then starts from a decomposition that already separates content from de
 the transform loss only has to improve it (the paper trains from Xavier noise for about 20
 ImageNet epochs, far beyond a CPU budget).
 """
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pywt
@@ -92,11 +92,62 @@ def _compose(factors: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
+def _symmetric_factors(span: np.ndarray) -> Optional[List[np.ndarray]]:
+    """Symmetric 3-tap factors (``[a, b, a]`` on positions -1, 0, 1) whose convolution is ``span``, or None.
+
+    A symmetric filter of odd length has its roots in pairs ``r, 1/r`` (or conjugates on the unit
+    circle); each pair is a symmetric quadratic. None when the filter is not symmetric, has even
+    length, or has a quadruple of complex roots off the unit circle (no real symmetric quadratic).
+    """
+    if len(span) % 2 == 0 or not np.allclose(span, span[::-1]):
+        return None
+    if len(span) == 1:
+        return [span[0] * _delta(0)]
+    roots = list(np.roots(span[::-1]))
+    factors = []
+    while roots:
+        root = roots.pop(0)
+        partner = min(range(len(roots)), key=lambda i: abs(roots[i] - 1. / root))
+        other = roots.pop(partner)
+        factor = np.array([root * other, -(root + other), 1.])
+        if np.abs(factor.imag).max() > 1e-6 or not np.allclose(factor.real, factor.real[::-1], atol=1e-6):
+            return None
+        factors.append(factor.real)
+    gain = span[0] / np.prod([f[0] for f in factors])
+    common = abs(gain) ** (1. / len(factors))
+    factors = [f * common for f in factors]
+    factors[0] = factors[0] * np.sign(gain)
+    return factors if np.allclose(_compose(factors), span, atol=1e-9) else None
+
+
+def _symmetric_analysis_factors(taps: np.ndarray, first: int, layers: int = 4) -> Optional[List[np.ndarray]]:
+    """The stem's factors all symmetric and centred, the stride-2 layer a pure shift; None if the filter does not fit.
+
+    Each layer pads by reflection, which extends a signal symmetrically about its first and last
+    sample; a symmetric centred filter keeps that symmetry, so the next layer's reflection is again
+    the true extension: the chain is exact at the image borders (with ``padding_mode='reflect'``),
+    as the symmetric-extension DWT of JPEG 2000. A shift inside the stem would break it; in the
+    stride-2 layer it only picks the phase the band is sampled at (even for the low band, odd for
+    the high band of an odd-length biorthogonal wavelet).
+    """
+    start, span = _span(taps, first)
+    factors = _symmetric_factors(span)
+    centre = start + len(span) // 2
+    if factors is None or len(factors) > layers - 1 or abs(centre) > 1:
+        return None
+    return factors + [_delta(0)] * (layers - 1 - len(factors)) + [_delta(centre)]
+
+
 def _analysis_factors(taps: np.ndarray, first: int, layers: int = 4) -> List[np.ndarray]:
     """``layers`` 3-tap factors (positions -1, 0, 1) whose convolution is ``taps`` (positions from ``first``).
 
-    Shifts (delta factors) come first: a shifted copy is exact at the zero-padded borders.
+    A symmetric filter that fits is placed as :func:`_symmetric_analysis_factors` (exact at
+    reflected borders); otherwise shifts (delta factors) come first: a shifted copy is exact at
+    the zero-padded borders.
     """
+    symmetric = _symmetric_analysis_factors(taps, first, layers)
+    if symmetric is not None:
+        return symmetric
     start, span = _span(taps, first)
     factors = _three_tap_factors(span)
     # where the product of the factors starts now: each factor spans [-1, 1]
@@ -116,8 +167,19 @@ def _analysis_factors(taps: np.ndarray, first: int, layers: int = 4) -> List[np.
 
 
 def _synthesis_factors(taps: np.ndarray, first: int) -> Tuple[np.ndarray, List[np.ndarray]]:
-    """``(d, [f1, f2, f3])``: ``d`` 4 taps on [-1, 2] (the transposed conv), ``f`` 3 taps on [-1, 1], composing ``taps``."""
+    """``(d, [f1, f2, f3])``: ``d`` 4 taps on [-1, 2] (the transposed conv), ``f`` 3 taps on [-1, 1], composing ``taps``.
+
+    A symmetric filter that fits makes ``d`` a pure shift (the band's samples put at their phase,
+    zeros between) and every ``f`` symmetric and centred: the upsampled band is then symmetric about
+    the first and last output sample, and each refining layer's reflection is its true extension.
+    """
     start, span = _span(taps, first)
+    symmetric = _symmetric_factors(span)
+    centre = start + len(span) // 2
+    if symmetric is not None and len(symmetric) <= 3 and -1 <= centre <= 2:
+        d = np.zeros(4)
+        d[centre + 1] = 1.
+        return d, symmetric + [_delta(0)] * (3 - len(symmetric))
     factors = _three_tap_factors(span)
     if len(factors) > 4:
         raise ValueError(f'a synthesis filter of {len(span)} taps does not fit the decoder')
