@@ -19,11 +19,15 @@ conjugate pairs), so the encoder's four 3x3 layers (three stem convolutions, the
 transposed convolution and three 3x3 convolutions compose to the synthesis filters the same
 way. The ReLUs between layers are made harmless by carrying every signal ``s`` as the pair
 ``relu(s), relu(-s)`` (``s = relu(s) - relu(-s)``): 6 signals x 2 = 12 of the 16 channels.
-Zero padding at the image borders is the one difference from PyWavelets' periodic borders,
-and it costs more than a single zero-padded filter would: each layer drops the part of its
-output that falls outside the image, which the next layer would have needed. Shifts (delta
-factors) lose nothing, so they are used first; a filter that fits one layer (Haar's 2 taps)
-is exact at the borders, CDF 9/7's four layers are not.
+At the image borders the layers' padding decides how exact the start is. A symmetric filter
+of odd length (LeGall 5/3: ``bior2.2``) is placed as JPEG 2000's symmetric-extension DWT: its
+symmetric quadratic factors, centred, in the stem (or in the decoder's refining layers) and the
+band's phase in the stride-2 layer (or the transposed convolution, then a pure shift). With
+``padding_mode='reflect'`` each layer's reflection is then the true extension of what it reads,
+and the start is exact up to the borders (a grey image is rebuilt to float precision). CDF 9/7's
+9-tap low-pass needs all four encoder layers, so a shift lands in the stem and the borders are
+approximate. With zero padding (the paper's) every layer drops what falls outside the image,
+which the next layer would have needed: a start whose filters span several layers loses there.
 
 Training then starts from a decomposition that already separates content from details, and
 the transform loss only has to improve it (the paper trains from Xavier noise for about 20
