@@ -47,7 +47,7 @@ def main(argv=None) -> int:
                         help='initial weights: the paper\'s Xavier noise or the colour 6-band CDF 9/7 transform')
     parser.add_argument('--start-wavelet', default=START_WAVELET,
                         help='the PyWavelets wavelet of --start colour_wavelet (filters of at most 9 taps); '
-                             'LeGall 5/3 by default, which loses less than CDF 9/7 at zero-padded borders')
+                             'LeGall 5/3 by default, exact to the image borders with --padding reflect (CDF 9/7 is not)')
     parser.add_argument('--padding', choices=PADDING_MODES, default=RECIPE.padding_mode,
                         help='how the WAE\'s layers pad (reflect: no loss at the image borders for the wavelet start)')
     parser.add_argument('--seed', type=int, default=0)
