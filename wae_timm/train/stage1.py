@@ -117,7 +117,7 @@ STAGE1_RECIPES: Dict[str, Stage1Recipe] = {
         source='tools/train_wae_photos.py, which made the shipped photos weights (wae_timm/weights/photos.json '
                'records their run): from the colour 6-band LeGall 5/3 transform (its --start), Adam with a per-epoch '
                'cosine decay for a short CPU run, the low-band term (mu = 0.1) so that I_L alone carries the image, '
-               'and reflection padding, with which the wavelet start is exact to the image borders'),
+               'and reflection padding (with which the LeGall start, as built now, is exact to the image borders)'),
     'fashion_mnist': Stage1Recipe(
         optimizer='adam', lr=1e-3, epochs=1, batch_size=32,
         source='the Fashion-MNIST reproduction (ReproductionConfig wae_lr, wae_epochs, wae_batch_size): Adam at a '
