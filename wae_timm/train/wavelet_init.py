@@ -49,11 +49,12 @@ __all__ = ['init_as_colour_wavelet', 'LUMA_WEIGHTS']
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def _three_tap_factors(taps: np.ndarray) -> List[np.ndarray]:
+def _three_tap_factors(taps: np.ndarray, reciprocal: bool = False) -> List[np.ndarray]:
     """Real factors of the polynomial ``sum_k taps[k] z^k`` (non-zero ends), each as 3 taps on positions -1, 0, 1.
 
-    A pair of roots (a complex root with its conjugate, or two real roots) gives a quadratic; an
-    odd real root left over gives a linear factor, on positions 0, 1. The gain is spread evenly.
+    A pair of roots (a complex root with its conjugate, or two real roots; with ``reciprocal``,
+    a root with the one nearest its reciprocal) gives a quadratic; an odd real root left over
+    gives a linear factor, on positions 0, 1. The gain is spread evenly.
     """
     roots = list(np.roots(taps[::-1]))  # np.roots wants the highest power first
     factors = []
@@ -62,7 +63,9 @@ def _three_tap_factors(taps: np.ndarray) -> List[np.ndarray]:
         if not roots:
             factors.append(np.real(np.array([0., -root, 1.])))
             break
-        if abs(root.imag) > 1e-3:
+        if reciprocal:
+            partner = min(range(len(roots)), key=lambda i: abs(roots[i] - 1. / root))
+        elif abs(root.imag) > 1e-3:
             partner = min(range(len(roots)), key=lambda i: abs(roots[i] - np.conj(root)))
         else:
             partner = min(range(len(roots)), key=lambda i: abs(roots[i].imag))
@@ -105,23 +108,9 @@ def _symmetric_factors(span: np.ndarray) -> Optional[List[np.ndarray]]:
     """
     if len(span) % 2 == 0 or not np.allclose(span, span[::-1]):
         return None
-    if len(span) == 1:
-        return [span[0] * _delta(0)]
-    roots = list(np.roots(span[::-1]))
-    factors = []
-    while roots:
-        root = roots.pop(0)
-        partner = min(range(len(roots)), key=lambda i: abs(roots[i] - 1. / root))
-        other = roots.pop(partner)
-        factor = np.array([root * other, -(root + other), 1.])
-        if np.abs(factor.imag).max() > 1e-6 or not np.allclose(factor.real, factor.real[::-1], atol=1e-6):
-            return None
-        factors.append(factor.real)
-    gain = span[0] / np.prod([f[0] for f in factors])
-    common = abs(gain) ** (1. / len(factors))
-    factors = [f * common for f in factors]
-    factors[0] = factors[0] * np.sign(gain)
-    return factors if np.allclose(_compose(factors), span, atol=1e-9) else None
+    factors = _three_tap_factors(span, reciprocal=True)
+    symmetric = all(np.allclose(f, f[::-1], atol=1e-6) for f in factors)
+    return factors if symmetric and np.allclose(_compose(factors), span, atol=1e-9) else None
 
 
 def _symmetric_analysis_factors(taps: np.ndarray, first: int, layers: int = 4) -> Optional[List[np.ndarray]]:
