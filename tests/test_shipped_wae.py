@@ -10,6 +10,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from wae_timm import WAEWrapper
 from wae_timm.layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights, \
@@ -17,8 +18,8 @@ from wae_timm.layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEnco
 from wae_timm.data.photographs import HELD_OUT_PHOTOGRAPHS, PHOTOGRAPH_SOURCES, PhotoCrops, find_photographs, \
     load_photograph, normalize, photograph_name, split_photographs
 from wae_timm.experiments.reconstruction import INTERIOR_BORDER, MEASURES, evaluate_bicubic, evaluate_colour_6band, \
-    evaluate_wae, evaluate_wavelet, psnr, rescale_high_band
-from wae_timm.experiments.shipped_wae import shipped_provenance, train_on_photographs
+    evaluate_wae, evaluate_wavelet, high_band_rms, psnr, rescale_high_band
+from wae_timm.experiments.shipped_wae import match_start_high_band, shipped_provenance, train_on_photographs
 from wae_timm.layers.autoencoder import transform_loss
 from wae_timm.train import STAGE1_RECIPES
 from wae_timm.train.losses import autoencoder_loss
@@ -166,6 +167,40 @@ def test_photo_crops_are_normalised_training_crops():
     assert len(crops) == 3 and x.shape == (3, 32, 32) and x.min() < 0 < x.max()
     with pytest.raises(ValueError, match='at least one'):
         PhotoCrops([])
+    with pytest.raises(ValueError, match='grayscale_prob'):
+        PhotoCrops(training[:1], grayscale_prob=1.5)
+
+
+def _is_grey(x: torch.Tensor) -> bool:
+    rgb = x * torch.tensor(IMAGENET_DEFAULT_STD).view(3, 1, 1) + torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1)
+    return torch.allclose(rgb[0], rgb[1], atol=1e-5) and torch.allclose(rgb[1], rgb[2], atol=1e-5)
+
+
+def _crops(grayscale_prob: float, count: int):
+    crops = PhotoCrops(split_photographs()[0][:2], crop=16, crops_per_epoch=count, max_short_side=48,
+                       grayscale_prob=grayscale_prob)
+    return [crops[i][0] for i in range(len(crops))]  # a PhotoCrops draws at random: it never ends by itself
+
+
+def test_photo_crops_make_the_asked_share_grey():
+    torch.manual_seed(0)
+    assert not any(map(_is_grey, _crops(0., 6))) and all(map(_is_grey, _crops(1., 4)))
+    assert 3 <= sum(map(_is_grey, _crops(0.5, 16))) <= 13
+
+
+def test_matching_the_start_high_band_keeps_every_reconstruction_and_undoes_the_shrunk_i_h():
+    """The shipped weights' I_H is smaller than the wavelet start's; matching its RMS rescales I_H, not I'."""
+    wae = WaveletLikeAutoEncoder(padding_mode=weights_padding_mode(NAME))
+    load_wae_weights(wae, NAME)
+    photos = split_photographs()[0][:2]
+    images = [load_photograph(p, 64) for p in photos]
+    matched, scale = match_start_high_band(wae, photos, 'bior2.2', short_side=64)
+    start = init_as_colour_wavelet(WaveletLikeAutoEncoder(padding_mode='reflect'), 'bior2.2')
+    assert scale > 2 and high_band_rms(matched, images) == pytest.approx(high_band_rms(start, images), rel=1e-4)
+    x = normalize(images[0])[None]
+    with torch.no_grad():
+        assert torch.allclose(matched(x)[2], wae(x)[2], atol=1e-5)
+        assert torch.allclose(matched(x)[1], scale * wae(x)[1], atol=1e-6)
 
 
 def test_training_on_photographs_follows_the_photos_recipe():
@@ -213,3 +248,12 @@ def test_eval_wae_refuses_to_overwrite_the_users_files(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 2 and '--overwrite' in result.stderr and str(out) in result.stderr
     assert out.read_text() == 'my numbers\n' and figure.read_bytes() == b'my picture'
+
+
+def test_train_wae_photos_matches_the_start_high_band_only_from_the_wavelet_start(capsys):
+    import runpy
+    main = runpy.run_path(str(REPO / 'tools' / 'train_wae_photos.py'))['main']
+    with pytest.raises(SystemExit) as exit_info:
+        main(['--name', 'never_written', '--start', 'xavier', '--match-start-high-band'])
+    assert exit_info.value.code == 2 and '--start colour_wavelet' in capsys.readouterr().err
+    assert not (SHIPPED_WEIGHTS_DIR / 'never_written.safetensors').exists()

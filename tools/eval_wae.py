@@ -3,6 +3,8 @@
     python tools/eval_wae.py --weights photos --overwrite   # -> results/wae_photos.csv and results/wae_photos.png
     # the same measures on the photographs it was trained on (how well it fits, next to how well it generalises)
     python tools/eval_wae.py --weights photos --photographs training --out results/wae_photos_training.csv
+    # grey copies of them (the luma in all three channels): does the WAE keep a grey photograph grey?
+    python tools/eval_wae.py --weights photos --photographs training --grayscale --out results/wae_photos_training_grey.csv
 
 Every held-out photograph (wae_timm.data.photographs.HELD_OUT_PHOTOGRAPHS, never trained on;
 those of packages not installed are skipped, with a note) is evaluated whole, shorter side
@@ -14,6 +16,8 @@ import argparse
 import math
 import sys
 from pathlib import Path
+
+from torchvision.transforms.functional import rgb_to_grayscale
 
 from wae_timm.data.photographs import EVAL_SHORT_SIDE, HELD_OUT_PHOTOGRAPHS, load_photograph, photograph_name, \
     split_photographs
@@ -38,6 +42,8 @@ def main(argv=None) -> int:
     parser.add_argument('--weights', default='photos', help='shipped name or .safetensors path')
     parser.add_argument('--photographs', choices=('held_out', 'training'), default='held_out',
                         help='which photographs: the held-out ones (the report) or those trained on (the fit)')
+    parser.add_argument('--grayscale', action='store_true',
+                        help='evaluate grey copies of the photographs (their luma in all three channels)')
     parser.add_argument('--out', type=Path, default=Path('results/wae_photos.csv'))
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out CSV and its PNG')
     args = parser.parse_args(argv)
@@ -56,6 +62,8 @@ def main(argv=None) -> int:
     training, held_out = split_photographs()
     chosen = held_out if args.photographs == 'held_out' else training
     images = {photograph_name(p): load_photograph(p, EVAL_SHORT_SIDE) for p in chosen}
+    if args.grayscale:
+        images = {name: rgb_to_grayscale(x, num_output_channels=3) for name, x in images.items()}
     missing = [n for n in HELD_OUT_PHOTOGRAPHS if n not in images] if args.photographs == 'held_out' else []
     if missing:
         print(f'note: held-out photographs {missing} are not installed (bash tools/setup.sh --photographs); '

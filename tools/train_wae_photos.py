@@ -18,7 +18,7 @@ from pathlib import Path
 
 from wae_timm.data.photographs import PHOTOGRAPH_SOURCES, find_all_photographs, photograph_name, split_photographs
 from wae_timm.experiments.shipped_wae import STARTS, history_summary, ship_weights, shipped_paths, \
-    shipped_provenance, train_on_photographs
+    match_start_high_band, shipped_provenance, train_on_photographs
 from wae_timm.files import refuse_to_overwrite
 from wae_timm.layers.autoencoder import PADDING_MODES, WaveletLikeAutoEncoder
 from wae_timm.train.wavelet_init import init_as_colour_wavelet
@@ -50,6 +50,12 @@ def main(argv=None) -> int:
                              'LeGall 5/3 by default, exact to the image borders with --padding reflect (CDF 9/7 is not)')
     parser.add_argument('--padding', choices=PADDING_MODES, default=RECIPE.padding_mode,
                         help='how the WAE\'s layers pad (reflect: no loss at the image borders for the wavelet start)')
+    parser.add_argument('--grayscale-prob', type=float, default=0.,
+                        help='share of crops made grey (timm train.py\'s flag; colour photographs teach no grey)')
+    parser.add_argument('--match-start-high-band', action='store_true',
+                        help='after training, scale I_H (and D_H inversely) back to the RMS of the colour-wavelet '
+                             'start\'s on the training photographs: every reconstruction is kept, and stage 3 '
+                             'stays stable (results/wae_stage3_drift.md)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--init', default=None,
                         help='continue from these weights (shipped name or .safetensors); their provenance is kept')
@@ -59,6 +65,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:  # before any training: a finished run must not fail on an existing output
         refuse_to_overwrite(shipped_paths(args.name), args.overwrite)
+        if args.match_start_high_band and (args.start != 'colour_wavelet' or args.init):
+            raise ValueError('--match-start-high-band needs --start colour_wavelet (and no --init): '
+                             'it matches the start\'s I_H')
         if args.resume and args.checkpoint_dir is None:
             raise ValueError('--resume needs --checkpoint-dir')
         if args.start == 'colour_wavelet':  # a wavelet that does not fit the WAE's layers fails here, not later
@@ -73,7 +82,8 @@ def main(argv=None) -> int:
                     crop=args.crop, lr=args.lr, min_lr=args.min_lr, energy_weight=args.energy_weight,
                     low_band_weight=args.low_band_weight, decoder_weight_decay=args.decoder_weight_decay,
                     start=args.start, start_wavelet=args.start_wavelet if args.start == 'colour_wavelet' else None,
-                    padding_mode=args.padding, seed=args.seed)
+                    padding_mode=args.padding, grayscale_prob=args.grayscale_prob,
+                    match_start_high_band=args.match_start_high_band, seed=args.seed)
     earlier = shipped_provenance(args.init) if args.init and not args.init.endswith('.safetensors') else None
     recipe = dataclasses.replace(RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  min_lr=args.min_lr, energy_weight=args.energy_weight,
@@ -81,15 +91,23 @@ def main(argv=None) -> int:
                                  padding_mode=args.padding)
     wae, history = train_on_photographs(training, recipe, crops_per_epoch=args.crops_per_epoch, crop=args.crop,
                                         seed=args.seed, init=args.init, start=args.start,
-                                        start_wavelet=args.start_wavelet,
+                                        start_wavelet=args.start_wavelet, grayscale_prob=args.grayscale_prob,
                                         checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    high_band_scale = None
+    if args.match_start_high_band:
+        wae, high_band_scale = match_start_high_band(wae, training, args.start_wavelet)
+        print(f'I_H scaled by {high_band_scale:.4f} (D_H by its inverse) to the start\'s RMS')
     provenance = dict(
         command='python tools/train_wae_photos.py ' + shlex.join(sys.argv[1:] if argv is None else argv),
         recipe='photos',
         training_photographs=[str(p) for p in training], optimizer='Adam, cosine decay to min_lr (per epoch)',
         augmentation='random square crops at scale 0.25-1 of photographs resized to shorter side 512, '
-                     'resized to crop, horizontal flips; ImageNet mean/std normalisation',
+                     'resized to crop, horizontal flips'
+                     + (f', grey with probability {args.grayscale_prob}' if args.grayscale_prob else '')
+                     + '; ImageNet mean/std normalisation',
         settings=settings, history=history_summary(history))
+    if high_band_scale is not None:
+        provenance['high_band_scale'] = high_band_scale
     if args.init:
         provenance['initialised_from'] = earlier or args.init
     print(f'wrote {ship_weights(wae, args.name, provenance, overwrite=args.overwrite)}')

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import Dataset
+from torchvision.transforms.functional import rgb_to_grayscale
 
 
 __all__ = ['PHOTOGRAPH_DIRS', 'PhotographSource', 'PHOTOGRAPH_SOURCES', 'find_photographs', 'find_all_photographs',
@@ -165,8 +166,9 @@ class PhotoCrops(Dataset):
 
     Each crop covers a square of side ``crop / s`` pixels of a photograph whose
     shorter side is ``max_short_side``, with ``s`` uniform in ``scale``, resized to
-    ``crop`` (antialiased) and flipped horizontally with probability 0.5. The
-    photographs are decoded once. ``len`` is the number of crops per epoch.
+    ``crop`` (antialiased), flipped horizontally with probability 0.5 and, with probability
+    ``grayscale_prob``, made grey (its luma in all three channels, as timm's ``--grayscale-prob``).
+    The photographs are decoded once. ``len`` is the number of crops per epoch.
     """
 
     def __init__(
@@ -176,13 +178,17 @@ class PhotoCrops(Dataset):
             crops_per_epoch: int = 1024,
             max_short_side: int = 512,
             scale: Tuple[float, float] = (0.25, 1.0),
+            grayscale_prob: float = 0.,
     ) -> None:
         if not photos:
             raise ValueError('PhotoCrops needs at least one photograph')
+        if not 0. <= grayscale_prob <= 1.:
+            raise ValueError(f'grayscale_prob must be in [0, 1], got {grayscale_prob}')
         self.images = [load_photograph(p, max_short_side) for p in photos]
         self.crop = crop
         self.crops_per_epoch = crops_per_epoch
         self.scale = scale
+        self.grayscale_prob = grayscale_prob
 
     def __len__(self) -> int:
         return self.crops_per_epoch
@@ -198,4 +204,7 @@ class PhotoCrops(Dataset):
         x = F.interpolate(x[None], size=(self.crop, self.crop), mode='bilinear', antialias=True, align_corners=False)[0]
         if torch.rand(()) < 0.5:
             x = x.flip(-1)
+        # drawn only when asked for, so that runs without grey crops keep their random stream
+        if self.grayscale_prob and torch.rand(()) < self.grayscale_prob:
+            x = rgb_to_grayscale(x, num_output_channels=3)
         return normalize(x), 0

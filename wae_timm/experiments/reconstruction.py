@@ -27,7 +27,7 @@ PSNR is ``10 log10(1 / MSE)`` in [0, 1] pixel space, reconstructions clipped to 
 """
 import math
 from copy import deepcopy
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pywt
@@ -41,7 +41,7 @@ from ..train.wavelet_init import LUMA_WEIGHTS
 from ..data.photographs import denormalize, normalize
 
 __all__ = ['psnr', 'energy_share', 'evaluate_wae', 'evaluate_wavelet', 'evaluate_colour_6band', 'evaluate_bicubic',
-           'evaluate_images', 'rescale_high_band', 'MEASURES', 'INTERIOR_BORDER', 'WAVELET']
+           'evaluate_images', 'rescale_high_band', 'high_band_rms', 'match_high_band_rms', 'MEASURES', 'INTERIOR_BORDER', 'WAVELET']
 
 MEASURES = ('psnr_both_db', 'psnr_low_only_db', 'psnr_both_interior_db', 'psnr_low_only_interior_db',
             'high_energy_share', 'high_decoded_share')
@@ -174,6 +174,31 @@ def rescale_high_band(wae: WaveletLikeAutoEncoder, scale: float) -> WaveletLikeA
         copy.to_high.bias.mul_(scale)
         copy.decode_high.up.weight.div_(scale)
     return copy
+
+
+@torch.no_grad()
+def high_band_rms(wae: WaveletLikeAutoEncoder, images: Sequence[torch.Tensor]) -> float:
+    """The root mean square of ``I_H`` over ``images`` (each ``[3, H, W]`` in [0, 1])."""
+    wae = wae.eval()
+    total = count = 0
+    for x in images:
+        high = wae.encode(normalize(x)[None]).high.double()
+        total, count = total + high.pow(2).sum().item(), count + high.numel()
+    return math.sqrt(total / count)
+
+
+def match_high_band_rms(wae: WaveletLikeAutoEncoder, reference: WaveletLikeAutoEncoder,
+                        images: Sequence[torch.Tensor]) -> Tuple[WaveletLikeAutoEncoder, float]:
+    """``(rescale_high_band(wae, scale), scale)`` whose ``I_H`` has ``reference``'s RMS on ``images``; ``I'`` is kept.
+
+    The energy term of ``L_t`` can shrink ``I_H`` while ``D_H`` amplifies it back (see
+    :func:`rescale_high_band`), which moves no energy from ``I_H`` to ``I_L`` but makes stage 3
+    fragile: the classifier's BatchNorm on ``I_H`` divides by its spread, so the encoder's
+    gradient grows as ``I_H`` shrinks. Setting the scale back to a reference's (the wavelet
+    start's) keeps every reconstruction and what share of it ``D_H(I_H)`` carries.
+    """
+    scale = high_band_rms(reference, images) / high_band_rms(wae, images)
+    return rescale_high_band(wae, scale), scale
 
 
 def summary(rows: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:

@@ -21,15 +21,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEncoder, load_wae_weights
-from ..data.photographs import HELD_OUT_PHOTOGRAPHS, PhotoCrops, denormalize, normalize
+from ..data.photographs import EVAL_SHORT_SIDE, HELD_OUT_PHOTOGRAPHS, PhotoCrops, denormalize, load_photograph, \
+    normalize
 from .figures import contrast_stretch
-from .reconstruction import psnr
+from .reconstruction import match_high_band_rms, psnr
 from ..train.stage1 import STAGE1_RECIPES, Stage1Recipe, save_wae, train_autoencoder
 from ..layers.wavelet import WAVELET
 from ..train.wavelet_init import init_as_colour_wavelet
 from ..files import refuse_to_overwrite
 
-__all__ = ['train_on_photographs', 'STARTS', 'ship_weights', 'shipped_provenance', 'render_reconstruction_figure',
+__all__ = ['train_on_photographs', 'match_start_high_band', 'STARTS', 'ship_weights', 'shipped_provenance', 'render_reconstruction_figure',
            'FIGURE_COLUMNS']
 
 
@@ -45,6 +46,7 @@ def train_on_photographs(
         init: Optional[str] = None,
         start: str = 'xavier',
         start_wavelet: str = WAVELET,
+        grayscale_prob: float = 0.,
         progress: bool = True,
         checkpoint_dir: Optional[Path] = None,
         resume: bool = False,
@@ -58,6 +60,7 @@ def train_on_photographs(
     ``start_wavelet``, :func:`wae_timm.train.wavelet_init.init_as_colour_wavelet`); ``init`` instead continues
     from earlier weights (a shipped name or a ``.safetensors`` path). ``checkpoint_dir``
     keeps a resumable checkpoint (every 50 steps and each epoch); ``resume`` continues from it.
+    ``grayscale_prob``: the share of crops made grey (:class:`PhotoCrops`).
     """
     if start not in STARTS:
         raise ValueError(f'start must be one of {STARTS}, got {start!r}')
@@ -67,12 +70,25 @@ def train_on_photographs(
         load_wae_weights(wae, init)
     elif start == 'colour_wavelet':
         init_as_colour_wavelet(wae, start_wavelet)
-    loader = DataLoader(PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch), batch_size=recipe.batch_size,
+    crops = PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch, grayscale_prob=grayscale_prob)
+    loader = DataLoader(crops, batch_size=recipe.batch_size,
                         shuffle=False, num_workers=0, drop_last=True)
     history = train_autoencoder(wae, loader, recipe, progress=progress, checkpoint_dir=checkpoint_dir,
                                 checkpoint_every=50 if checkpoint_dir is not None else 0, resume=resume,
                                 on_epoch_end=on_epoch_end)
     return wae.eval(), history
+
+
+def match_start_high_band(wae: WaveletLikeAutoEncoder, photos: Sequence[Path], start_wavelet: str,
+                          short_side: int = EVAL_SHORT_SIDE) -> Tuple[WaveletLikeAutoEncoder, float]:
+    """``(wae', scale)``: ``wae`` with ``I_H`` scaled (``D_H`` inversely) to the RMS of the colour-wavelet start's.
+
+    The start is :func:`init_as_colour_wavelet` of ``start_wavelet`` with ``wae``'s padding; the
+    RMS is over ``photos`` at ``short_side``. Every reconstruction is kept
+    (:func:`wae_timm.experiments.reconstruction.match_high_band_rms` says why the scale matters).
+    """
+    start = init_as_colour_wavelet(WaveletLikeAutoEncoder(padding_mode=wae.padding_mode), start_wavelet)
+    return match_high_band_rms(wae, start, [load_photograph(p, short_side) for p in photos])
 
 
 def _git_commit() -> Optional[str]:
