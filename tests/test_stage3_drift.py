@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from wae_timm.data.photographs import split_photographs
-from wae_timm.experiments.stage3_drift import Stage3Probe, ratio_summary, stage3_transform_drift, \
-    write_photograph_folder
+from wae_timm.data.photographs import split_photographs, write_photograph_folder
+from wae_timm.experiments.stage3_drift import Stage3Probe, ratio_summary, stage3_transform_drift
 
 pytestmark = pytest.mark.usefixtures('single_threaded_torch')
 REPO = Path(__file__).resolve().parents[1]

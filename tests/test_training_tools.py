@@ -18,6 +18,7 @@ from wae_timm.cli import main as cli_main, parse_args as cli_parse_args
 from wae_timm.cli.train import config_from_args
 from wae_timm.data import FashionMNIST, create_image_dataset, create_train_loader, find_photographs, \
     paper_crop_transform
+from wae_timm.data.photographs import write_photograph_folder
 from wae_timm.train import STAGE1_RECIPES, read_train_state
 from wae_timm.train.classifier import ClassifierTrainConfig, train_classifier
 
@@ -87,14 +88,7 @@ def test_train_cli_maps_timm_flags_to_the_config():
 
 def _photo_tree(root: Path, size=(60, 40)) -> Path:
     """An ImageNet-style tree of real photographs: train/ (8) and validation/ (4), two classes."""
-    for index, path in enumerate(find_photographs()):
-        split = 'validation' if index % 3 == 0 else 'train'
-        folder = root / split / ('meadows' if index % 2 else 'closeups')
-        folder.mkdir(parents=True, exist_ok=True)
-        image = Image.open(path)
-        image.draft('RGB', (image.width // 8, image.height // 8))
-        image.convert('RGB').resize(size).save(folder / path.name)
-    return root
+    return write_photograph_folder(root, find_photographs(), size, classes=('closeups', 'meadows'))
 
 
 @pytest.mark.parametrize('data, workers', [('fashion_mnist', 0), ('image_folder', 2)])

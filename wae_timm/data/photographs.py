@@ -23,7 +23,7 @@ from torchvision.transforms.functional import rgb_to_grayscale
 
 
 __all__ = ['PHOTOGRAPH_DIRS', 'PhotographSource', 'PHOTOGRAPH_SOURCES', 'find_photographs', 'find_all_photographs',
-           'photograph_name', 'HELD_OUT_PHOTOGRAPHS', 'EVAL_SHORT_SIDE', 'split_photographs', 'load_photograph',
+           'write_photograph_folder', 'photograph_name', 'HELD_OUT_PHOTOGRAPHS', 'EVAL_SHORT_SIDE', 'split_photographs', 'load_photograph',
            'normalize', 'denormalize', 'PhotoCrops']
 
 # the photographs of the one wallpaper package tools/setup.sh always installs (the tests use these only)
@@ -146,6 +146,24 @@ def load_photograph(path: Union[str, Path], short_side: int = EVAL_SHORT_SIDE) -
     size = (2 * round(height * scale / 2), 2 * round(width * scale / 2))
     x = F.interpolate(x[None], size=size, mode='bicubic', antialias=True, align_corners=False)[0]
     return x.clamp_(0., 1.)
+
+
+def write_photograph_folder(root: Union[str, Path], photographs: Sequence[Path], size: Sequence[int],
+                            classes: Sequence[str] = ('even', 'odd'), every_validation: int = 3) -> Path:
+    """An ImageNet-style tree of ``photographs`` resized to ``size`` (width, height): ``train/`` and ``validation/``.
+
+    Every ``every_validation``-th photograph goes to ``validation/``; the classes alternate.
+    """
+    from PIL import Image
+    root = Path(root)
+    for index, path in enumerate(photographs):
+        split = 'validation' if index % every_validation == 0 else 'train'
+        folder = root / split / classes[index % len(classes)]
+        folder.mkdir(parents=True, exist_ok=True)
+        with Image.open(path) as image:
+            image.draft('RGB', (image.width // 8, image.height // 8))
+            image.convert('RGB').resize(tuple(size), Image.BICUBIC).save(folder / f'{index:03d}.png')
+    return root
 
 
 _MEAN = torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1)

@@ -22,12 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from PIL import Image
-
-from ..data.photographs import split_photographs
+from ..data.photographs import split_photographs, write_photograph_folder
 from ..train.classifier import ClassifierTrainConfig, train_classifier
 
-__all__ = ['Stage3Probe', 'write_photograph_folder', 'stage3_transform_drift', 'ratio_summary']
+__all__ = ['Stage3Probe', 'stage3_transform_drift', 'ratio_summary']
 
 
 @dataclass(frozen=True)
@@ -46,23 +44,6 @@ class Stage3Probe:
     stage3_epochs: int = 2
     stage3_lr: float = 1e-4  # the paper's stage-3 lr
     seed: int = 1
-
-
-def write_photograph_folder(root: Union[str, Path], photographs: Sequence[Path], size: Sequence[int],
-                            classes: Sequence[str] = ('even', 'odd'), every_validation: int = 3) -> Path:
-    """An ImageNet-style tree of ``photographs`` resized to ``size`` (width, height): ``train/`` and ``validation/``.
-
-    Every ``every_validation``-th photograph goes to ``validation/``; the classes alternate.
-    """
-    root = Path(root)
-    for index, path in enumerate(photographs):
-        split = 'validation' if index % every_validation == 0 else 'train'
-        folder = root / split / classes[index % len(classes)]
-        folder.mkdir(parents=True, exist_ok=True)
-        with Image.open(path) as image:
-            image.draft('RGB', (image.width // 8, image.height // 8))
-            image.convert('RGB').resize(tuple(size), Image.BICUBIC).save(folder / f'{index:03d}.png')
-    return root
 
 
 def _epoch_transform(history: List[Dict[str, float]]) -> List[float]:
