@@ -98,10 +98,11 @@ def test_trainer_resumed_run_is_bit_identical_with_augmentation_and_dropout(tmp_
     if data == 'fashion_mnist':
         settings = dict(hflip=0.5)
     else:
-        # stage 3 as users run it, from a stage-1 WAE: from a random WAE the summed L_t of photographs makes
-        # SGD at this lr diverge on some float roundings (the test is about resume, not about that)
+        # stage 3 as users run it: from a stage-1 WAE, at the paper's stage-3 lr. From an untrained classifier
+        # at 10x that lr, L_t overflows on most seeds whatever the weights (results/wae_stage3_drift.md);
+        # the test is about resume, not about that
         settings = dict(dataset='', data_dir=str(_photo_tree(tmp_path / 'data')), img_size=32, batch_size=2,
-                        lr=1e-3, train_samples=None, val_samples=None, model_kwargs=dict(wae_weights='photos'))
+                        lr=1e-4, train_samples=None, val_samples=None, model_kwargs=dict(wae_weights='photos'))
     reference = train_classifier(_tiny_config(tmp_path / 'reference', stage=3, drop=0.3, workers=workers, **settings))
     assert [int(row['epoch']) for row in _summary(tmp_path / 'reference')] == [0, 1]
     row = _summary(tmp_path / 'reference')[-1]
