@@ -205,54 +205,6 @@ def test_matching_the_start_high_band_keeps_every_reconstruction_and_undoes_a_sh
         assert torch.allclose(matched(x)[1], scale * shrunk(x)[1], atol=1e-6)
 
 
-def test_stage1_loss_options_add_the_low_band_term_and_decoder_weight_decay():
-    torch.manual_seed(0)
-    wae = WaveletLikeAutoEncoder()
-    x = torch.randn(2, 3, 16, 16)
-    paper, _ = autoencoder_loss(wae, x)
-    with_low, metrics = autoencoder_loss(wae, x, low_band_weight=0.5)
-    low_only = wae.decode_low(wae.encode(x).low, 16, 16)
-    expected = (x - low_only).pow(2).sum() / 2
-    assert with_low.item() == pytest.approx(paper.item() + 0.5 * expected.item(), rel=1e-5)
-    assert metrics['low_band'] == pytest.approx(expected.item(), rel=1e-5) and 0 < metrics['decoded_high_share'] < 1
-    recipe = dataclasses.replace(STAGE1_RECIPES['photos'], weight_decay=1e-5, decoder_weight_decay=1e-3)
-    optimizer, _ = create_autoencoder_optimizer(wae, recipe)
-    decays = {id(p): g['weight_decay'] for g in optimizer.param_groups for p in g['params']}
-    assert decays[id(wae.decode_high.up.weight)] == pytest.approx(1e-3 + 1e-5)
-    assert decays[id(wae.to_high.weight)] == pytest.approx(1e-5)
-    assert len(decays) == len(list(wae.parameters()))
-    with pytest.raises(ValueError, match='low_band_weight'):
-        dataclasses.replace(recipe, low_band_weight=-1.)
-
-
-def test_photo_crops_are_normalised_training_crops():
-    training, _ = split_photographs()
-    crops = PhotoCrops(training[:1], crop=32, crops_per_epoch=3, max_short_side=64)
-    x, _ = crops[0]
-    assert len(crops) == 3 and x.shape == (3, 32, 32) and x.min() < 0 < x.max()
-    with pytest.raises(ValueError, match='at least one'):
-        PhotoCrops([])
-    with pytest.raises(ValueError, match='grayscale_prob'):
-        PhotoCrops(training[:1], grayscale_prob=1.5)
-
-
-def _is_grey(x: torch.Tensor) -> bool:
-    rgb = x * torch.tensor(IMAGENET_DEFAULT_STD).view(3, 1, 1) + torch.tensor(IMAGENET_DEFAULT_MEAN).view(3, 1, 1)
-    return torch.allclose(rgb[0], rgb[1], atol=1e-5) and torch.allclose(rgb[1], rgb[2], atol=1e-5)
-
-
-def _crops(grayscale_prob: float, count: int):
-    crops = PhotoCrops(split_photographs()[0][:2], crop=16, crops_per_epoch=count, max_short_side=48,
-                       grayscale_prob=grayscale_prob)
-    return [crops[i][0] for i in range(len(crops))]  # a PhotoCrops draws at random: it never ends by itself
-
-
-def test_photo_crops_make_the_asked_share_grey():
-    torch.manual_seed(0)
-    assert not any(map(_is_grey, _crops(0., 6))) and all(map(_is_grey, _crops(1., 4)))
-    assert 3 <= sum(map(_is_grey, _crops(0.5, 16))) <= 13
-
-
 def test_training_on_photographs_follows_the_photos_recipe():
     recipe = dataclasses.replace(STAGE1_RECIPES['photos'], epochs=2, batch_size=2)
     wae, history = train_on_photographs(split_photographs()[0][:1], recipe, crops_per_epoch=4, crop=16,
