@@ -40,6 +40,9 @@ def test_stage3_drift_tool_refuses_bad_weights_and_an_existing_output(tmp_path, 
     with pytest.raises(SystemExit):
         main(['--weights', str(tmp_path / 'missing.safetensors'), '--out', str(tmp_path / 'out.csv')])
     assert 'missing.safetensors' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(['--match-high-band', str(tmp_path / 'absent.safetensors'), '--out', str(tmp_path / 'out.csv')])
+    assert 'absent.safetensors' in capsys.readouterr().err
     (tmp_path / 'out.csv').write_text('mine\n')
     with pytest.raises(SystemExit):
         main(['--out', str(tmp_path / 'out.csv')])

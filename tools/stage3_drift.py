@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from wae_timm.data.photographs import split_photographs
+from wae_timm.experiments.shipped_wae import match_start_high_band
 from wae_timm.experiments.stage3_drift import Stage3Probe, ratio_summary, stage3_transform_drift
 from wae_timm.experiments.tables import records_table
 from wae_timm.files import write_csv
@@ -33,6 +35,9 @@ START_WAVELET = 'bior2.2'
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--weights', nargs='+', default=['photos'], help='shipped names or .safetensors paths')
+    parser.add_argument('--match-high-band', nargs='+', default=[], metavar='WEIGHTS',
+                        help='also these weights with I_H scaled to the start\'s RMS on the training photographs '
+                             '(D_H inversely: the same reconstructions; match_start_high_band)')
     parser.add_argument('--with-start', action='store_true',
                         help=f'also the untrained colour-wavelet start ({START_WAVELET}, reflection padding)')
     parser.add_argument('--seeds', type=int, default=3, help='runs per weights and setting (seeds 1..N)')
@@ -43,7 +48,7 @@ def main(argv=None) -> int:
         parser.error(f'--out is the CSV to write (ending in .csv), got {args.out}')
     if args.out.exists() and not args.overwrite:
         parser.error(f'{args.out} exists: pass --overwrite to replace it')
-    for weights in args.weights:  # every file is checked before the first run
+    for weights in [*args.weights, *args.match_high_band]:  # every file is checked before the first run
         try:
             load_wae_weights(WaveletLikeAutoEncoder(padding_mode=weights_padding_mode(weights)), weights)
         except (FileNotFoundError, ValueError) as err:
@@ -53,6 +58,13 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         candidates = {weights: weights for weights in args.weights}
+        for weights in args.match_high_band:
+            wae = WaveletLikeAutoEncoder(padding_mode=weights_padding_mode(weights))
+            load_wae_weights(wae, weights)
+            matched, scale = match_start_high_band(wae, split_photographs()[0], START_WAVELET)
+            path = Path(tmp) / f'matched_{len(candidates)}.safetensors'
+            save_file(matched.state_dict(), str(path))
+            candidates[f'{weights} (I_H x {scale:.2f})'] = str(path)
         if args.with_start:
             start = Path(tmp) / 'start.safetensors'
             save_file(init_as_colour_wavelet(WaveletLikeAutoEncoder(padding_mode='reflect'), START_WAVELET)
