@@ -4,7 +4,8 @@
     # the same measures on the photographs it was trained on (how well it fits, next to how well it generalises)
     python tools/eval_wae.py --weights photos --photographs training --out results/wae_photos_training.csv
     # grey copies of them (the luma in all three channels): does the WAE keep a grey photograph grey?
-    python tools/eval_wae.py --weights photos --photographs training --grayscale --out results/wae_photos_training_grey.csv
+    python tools/eval_wae.py --weights photos --photographs training --grayscale \
+        --out results/wae_photos_training_grey.csv
 
 Every held-out photograph (wae_timm.data.photographs.HELD_OUT_PHOTOGRAPHS, never trained on;
 those of packages not installed are skipped, with a note) is evaluated whole, shorter side

@@ -54,8 +54,8 @@ def main(argv=None) -> int:
                         help='share of crops made grey (timm train.py\'s flag; colour photographs teach no grey)')
     parser.add_argument('--match-start-high-band', action='store_true',
                         help='after training, scale I_H (and D_H inversely) back to the RMS of the colour-wavelet '
-                             'start\'s on the training photographs: every reconstruction is kept, and stage 3 '
-                             'stays stable (results/wae_stage3_drift.md)')
+                             'start\'s on the training photographs: every reconstruction is kept, and stage 3 does '
+                             'not meet a shrunk I_H (results/wae_stage3_drift.md)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--init', default=None,
                         help='continue from these weights (shipped name or .safetensors); their provenance is kept')

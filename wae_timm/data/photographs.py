@@ -23,8 +23,8 @@ from torchvision.transforms.functional import rgb_to_grayscale
 
 
 __all__ = ['PHOTOGRAPH_DIRS', 'PhotographSource', 'PHOTOGRAPH_SOURCES', 'find_photographs', 'find_all_photographs',
-           'write_photograph_folder', 'photograph_name', 'HELD_OUT_PHOTOGRAPHS', 'EVAL_SHORT_SIDE', 'split_photographs', 'load_photograph',
-           'normalize', 'denormalize', 'PhotoCrops']
+           'write_photograph_folder', 'photograph_name', 'HELD_OUT_PHOTOGRAPHS', 'EVAL_SHORT_SIDE', 'split_photographs',
+           'load_photograph', 'normalize', 'denormalize', 'PhotoCrops']
 
 # the photographs of the one wallpaper package tools/setup.sh always installs (the tests use these only)
 PHOTOGRAPH_DIRS: Tuple[Path, ...] = (Path('/usr/share/backgrounds/mate/nature'),)

@@ -30,8 +30,8 @@ from ..layers.wavelet import WAVELET
 from ..train.wavelet_init import init_as_colour_wavelet
 from ..files import refuse_to_overwrite
 
-__all__ = ['train_on_photographs', 'match_start_high_band', 'STARTS', 'ship_weights', 'shipped_provenance', 'render_reconstruction_figure',
-           'FIGURE_COLUMNS']
+__all__ = ['train_on_photographs', 'match_start_high_band', 'STARTS', 'ship_weights', 'shipped_provenance',
+           'render_reconstruction_figure', 'FIGURE_COLUMNS']
 
 
 STARTS = ('xavier', 'colour_wavelet')
@@ -71,8 +71,7 @@ def train_on_photographs(
     elif start == 'colour_wavelet':
         init_as_colour_wavelet(wae, start_wavelet)
     crops = PhotoCrops(photos, crop=crop, crops_per_epoch=crops_per_epoch, grayscale_prob=grayscale_prob)
-    loader = DataLoader(crops, batch_size=recipe.batch_size,
-                        shuffle=False, num_workers=0, drop_last=True)
+    loader = DataLoader(crops, batch_size=recipe.batch_size, shuffle=False, num_workers=0, drop_last=True)
     history = train_autoencoder(wae, loader, recipe, progress=progress, checkpoint_dir=checkpoint_dir,
                                 checkpoint_every=50 if checkpoint_dir is not None else 0, resume=resume,
                                 on_epoch_end=on_epoch_end)
