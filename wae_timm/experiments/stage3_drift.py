@@ -9,7 +9,8 @@ not pull back.
 
 :func:`stage3_transform_drift` measures that with the project's own trainer
 (:func:`wae_timm.train.classifier.train_classifier`), as a user runs it but small: a
-``wae_resnet18`` on 32x32 crops of the training photographs (never the held-out ones), stage 2
+``wae_resnet18`` on crops of the training photographs (never the held-out ones; 32 px by default,
+the paper's 224 in ``tools/stage3_drift.py``) with batch 2, stage 2
 (the WAE frozen) and then stage 3 from its checkpoint. It returns the epoch means of ``L_t`` in
 stage 3 next to those of the same run at lr 0 (the same crops, the WAE untouched): their ratio
 is how much stage 3 degraded the WAE.
