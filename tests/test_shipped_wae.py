@@ -18,7 +18,7 @@ from wae_timm.layers.autoencoder import SHIPPED_WEIGHTS_DIR, WaveletLikeAutoEnco
 from wae_timm.data.photographs import HELD_OUT_PHOTOGRAPHS, PHOTOGRAPH_SOURCES, PhotoCrops, find_photographs, \
     load_photograph, normalize, photograph_name, split_photographs
 from wae_timm.experiments.reconstruction import INTERIOR_BORDER, MEASURES, evaluate_bicubic, evaluate_colour_6band, \
-    evaluate_wae, evaluate_wavelet, high_band_rms, psnr, rescale_high_band
+    evaluate_wae, evaluate_wavelet, balance_hidden_layers, high_band_rms, psnr, rescale_high_band
 from wae_timm.experiments.shipped_wae import match_start_high_band, shipped_provenance, train_on_photographs
 from wae_timm.layers.autoencoder import transform_loss
 from wae_timm.train import STAGE1_RECIPES
@@ -203,6 +203,25 @@ def test_matching_the_start_high_band_keeps_every_reconstruction_and_undoes_a_sh
     with torch.no_grad():
         assert torch.allclose(matched(x)[2], shrunk(x)[2], atol=1e-5)
         assert torch.allclose(matched(x)[1], scale * shrunk(x)[1], atol=1e-6)
+
+
+def test_balancing_hidden_layers_keeps_the_bands_and_the_reconstruction_and_equalises_norms():
+    torch.manual_seed(0)
+    wae = init_as_colour_wavelet(WaveletLikeAutoEncoder(padding_mode='reflect'), 'bior2.2')
+    with torch.no_grad():
+        wae.stem[0].weight.mul_(8.)  # an unbalanced stem: the next layer reads 8x larger features
+        wae.stem[2].weight.div_(8.)
+    balanced = balance_hidden_layers(wae)
+    x = torch.randn(1, 3, 24, 20)
+    with torch.no_grad():
+        for before, after in zip(wae(x), balanced(x)):
+            assert torch.allclose(before, after, atol=1e-5)
+    stem0, stem2 = balanced.stem[0].weight.flatten(1).norm(dim=1), balanced.stem[2].weight.transpose(0, 1)
+    assert torch.allclose(stem0, stem2.flatten(1).norm(dim=1), rtol=1e-3)
+    assert balanced.stem[0].weight.norm() < wae.stem[0].weight.norm() / 2
+    wae.merge_band_convs()
+    with pytest.raises(ValueError, match='unmerged'):
+        balance_hidden_layers(wae)
 
 
 def test_training_on_photographs_follows_the_photos_recipe():

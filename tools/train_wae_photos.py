@@ -19,6 +19,7 @@ from pathlib import Path
 from wae_timm.data.photographs import PHOTOGRAPH_SOURCES, find_all_photographs, photograph_name, split_photographs
 from wae_timm.experiments.shipped_wae import STARTS, history_summary, ship_weights, shipped_paths, \
     match_start_high_band, shipped_provenance, train_on_photographs
+from wae_timm.experiments.reconstruction import balance_hidden_layers
 from wae_timm.files import refuse_to_overwrite
 from wae_timm.layers.autoencoder import PADDING_MODES, WaveletLikeAutoEncoder
 from wae_timm.train.wavelet_init import init_as_colour_wavelet
@@ -56,6 +57,9 @@ def main(argv=None) -> int:
                         help='after training, scale I_H (and D_H inversely) back to the RMS of the colour-wavelet '
                              'start\'s on the training photographs: every reconstruction is kept, and stage 3 does '
                              'not meet a shrunk I_H (results/wae_stage3_drift.md)')
+    parser.add_argument('--balance-layers', action='store_true',
+                        help='after training (and matching), balance the norms of each hidden ReLU channel\'s weights '
+                             '(equi-normalisation; the same function, steadier SGD steps in stage 3)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--init', default=None,
                         help='continue from these weights (shipped name or .safetensors); their provenance is kept')
@@ -83,7 +87,8 @@ def main(argv=None) -> int:
                     low_band_weight=args.low_band_weight, decoder_weight_decay=args.decoder_weight_decay,
                     start=args.start, start_wavelet=args.start_wavelet if args.start == 'colour_wavelet' else None,
                     padding_mode=args.padding, grayscale_prob=args.grayscale_prob,
-                    match_start_high_band=args.match_start_high_band, seed=args.seed)
+                    match_start_high_band=args.match_start_high_band, balance_layers=args.balance_layers,
+                    seed=args.seed)
     earlier = shipped_provenance(args.init) if args.init and not args.init.endswith('.safetensors') else None
     recipe = dataclasses.replace(RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  min_lr=args.min_lr, energy_weight=args.energy_weight,
@@ -97,6 +102,8 @@ def main(argv=None) -> int:
     if args.match_start_high_band:
         wae, high_band_scale = match_start_high_band(wae, training, args.start_wavelet)
         print(f'I_H scaled by {high_band_scale:.4f} (D_H by its inverse) to the start\'s RMS')
+    if args.balance_layers:
+        wae = balance_hidden_layers(wae)
     provenance = dict(
         command='python tools/train_wae_photos.py ' + shlex.join(sys.argv[1:] if argv is None else argv),
         recipe='photos',

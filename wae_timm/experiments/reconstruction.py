@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pywt
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_STD
 
@@ -41,7 +42,8 @@ from ..train.wavelet_init import LUMA_WEIGHTS
 from ..data.photographs import denormalize, normalize
 
 __all__ = ['psnr', 'energy_share', 'evaluate_wae', 'evaluate_wavelet', 'evaluate_colour_6band', 'evaluate_bicubic',
-           'evaluate_images', 'rescale_high_band', 'high_band_rms', 'match_high_band_rms', 'MEASURES',
+           'evaluate_images', 'rescale_high_band', 'high_band_rms', 'match_high_band_rms', 'balance_hidden_layers',
+           'MEASURES',
            'INTERIOR_BORDER', 'WAVELET']
 
 MEASURES = ('psnr_both_db', 'psnr_low_only_db', 'psnr_both_interior_db', 'psnr_low_only_interior_db',
@@ -200,6 +202,43 @@ def match_high_band_rms(wae: WaveletLikeAutoEncoder, reference: WaveletLikeAutoE
     """
     scale = high_band_rms(reference, images) / high_band_rms(wae, images)
     return rescale_high_band(wae, scale), scale
+
+
+def _hidden_layer_pairs(wae: WaveletLikeAutoEncoder) -> List[Tuple[nn.Module, List[nn.Module]]]:
+    """``(producer, readers)`` of every ReLU layer between the image and ``I_L``/``I_H``/``I'``."""
+    pairs = [(wae.stem[0], [wae.stem[2]]), (wae.stem[2], [wae.stem[4]]), (wae.stem[4], [wae.to_low, wae.to_high])]
+    for branch in (wae.decode_low, wae.decode_high):
+        pairs += [(branch.up, [branch.conv1]), (branch.conv1, [branch.conv2]), (branch.conv2, [branch.conv3])]
+    return pairs
+
+
+def balance_hidden_layers(wae: WaveletLikeAutoEncoder, iterations: int = 20) -> WaveletLikeAutoEncoder:
+    """A copy of ``wae`` that computes the same ``I_L``, ``I_H`` and ``I'``, its hidden layers balanced.
+
+    A ReLU is positively homogeneous: scaling one channel's incoming weights and bias by
+    ``d > 0`` and the weights that read it by ``1 / d`` changes nothing the WAE computes. SGD
+    is not blind to it: a layer of small weights beside one of large weights takes large
+    relative steps. Equi-normalisation (Stock et al., ICLR 2019) chooses, channel by channel,
+    the ``d`` that makes the two norms equal, sweeping the layers ``iterations`` times (it
+    converges to the smallest sum of squared weight norms over all such rescalings).
+    """
+    if not wae.has_decoder or wae.to_high is None or wae.to_bands is not None:
+        raise ValueError('balance_hidden_layers needs an unmerged WAE with I_H and its decoder')
+    copy = deepcopy(wae)
+    with torch.no_grad():
+        for _ in range(iterations):
+            for producer, readers in _hidden_layer_pairs(copy):
+                # a transposed convolution keeps its output channels in dimension 1
+                produced = producer.weight.transpose(0, 1) if isinstance(producer, nn.ConvTranspose2d) \
+                    else producer.weight
+                incoming = produced.flatten(1).norm(dim=1)
+                outgoing = torch.cat([r.weight.transpose(0, 1).flatten(1) for r in readers], 1).norm(dim=1)
+                scale = (outgoing / incoming).sqrt().where(incoming > 0, torch.ones_like(incoming))
+                produced.mul_(scale.view(-1, *[1] * (produced.dim() - 1)))
+                producer.bias.mul_(scale)
+                for reader in readers:
+                    reader.weight.div_(scale.view(1, -1, 1, 1))
+    return copy
 
 
 def summary(rows: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:
