@@ -43,8 +43,7 @@ from ..data.photographs import denormalize, normalize
 
 __all__ = ['psnr', 'energy_share', 'evaluate_wae', 'evaluate_wavelet', 'evaluate_colour_6band', 'evaluate_bicubic',
            'evaluate_images', 'rescale_high_band', 'high_band_rms', 'match_high_band_rms', 'balance_hidden_layers',
-           'MEASURES',
-           'INTERIOR_BORDER', 'WAVELET']
+           'MEASURES', 'INTERIOR_BORDER', 'WAVELET']
 
 MEASURES = ('psnr_both_db', 'psnr_low_only_db', 'psnr_both_interior_db', 'psnr_low_only_interior_db',
             'high_energy_share', 'high_decoded_share')
